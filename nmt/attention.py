@@ -1,0 +1,104 @@
+"""Attention: which source annotations h_j the decoder reads at output step i.
+
+Every attention module turns scores e_ij into weights a_ij = softmax_j(e_ij), masked so that padding gets
+exactly zero weight, and returns the context c_i = sum_j a_ij h_j. Whatever depends only on the source (the
+key projection U h_j) is computed once per sentence in ``precompute``, not once per step.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+Encoded = dict[str, Tensor]
+
+
+def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
+    """Softmax over the last dim where ``mask`` is True; exactly 0 where it is False."""
+    return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+
+
+class Attention(nn.Module):
+    """Base class. ``after_rnn``: the query is the new state s_i (Luong) rather than s_{i-1} (Bahdanau)."""
+
+    after_rnn = False
+
+    def precompute(self, memory: Tensor, mask: Tensor, final: Tensor) -> Encoded:
+        """Per-sentence tensors reused at every decoding step (batch first, so beams can reorder them)."""
+        return {}
+
+    def forward(self, query: Tensor, enc: Encoded) -> tuple[Tensor, Tensor | None]:
+        """Query [B, Q] -> (context c_i [B, M], weights a_i [B, S] or None)."""
+        raise NotImplementedError
+
+
+def _read(weights: Tensor, memory: Tensor) -> Tensor:
+    """c_i = sum_j a_ij h_j, as one batched matrix product."""
+    return torch.bmm(weights.unsqueeze(1), memory).squeeze(1)
+
+
+class BahdanauAttention(Attention):
+    """Additive attention (Bahdanau et al. 2015): e_ij = v^T tanh(W s_{i-1} + U h_j)."""
+
+    def __init__(self, query_size: int, memory_size: int, attention_size: int) -> None:
+        super().__init__()
+        self.W = nn.Linear(query_size, attention_size, bias=False)
+        self.U = nn.Linear(memory_size, attention_size, bias=False)
+        self.v = nn.Linear(attention_size, 1, bias=False)
+
+    def precompute(self, memory: Tensor, mask: Tensor, final: Tensor) -> Encoded:
+        return {"keys": self.U(memory)}
+
+    def forward(self, query: Tensor, enc: Encoded) -> tuple[Tensor, Tensor | None]:
+        e = self.v(torch.tanh(self.W(query).unsqueeze(1) + enc["keys"])).squeeze(-1)
+        a = masked_softmax(e, enc["mask"])
+        return _read(a, enc["memory"]), a
+
+
+class LuongAttention(Attention):
+    """Multiplicative attention (Luong et al. 2015), queried with the new state s_i.
+
+    ``dot``: e_ij = s_i^T h_j (needs equal sizes); ``general``: e_ij = s_i^T W_a h_j.
+    """
+
+    after_rnn = True
+
+    def __init__(self, query_size: int, memory_size: int, score: str = "general") -> None:
+        super().__init__()
+        if score not in ("dot", "general"):
+            raise ValueError(f"Luong attention score must be 'dot' or 'general', got {score!r}")
+        if score == "dot" and query_size != memory_size:
+            raise ValueError(f"dot attention needs equal sizes: query {query_size}, memory {memory_size}")
+        self.W_a = nn.Linear(memory_size, query_size, bias=False) if score == "general" else None
+
+    def precompute(self, memory: Tensor, mask: Tensor, final: Tensor) -> Encoded:
+        return {"keys": memory if self.W_a is None else self.W_a(memory)}
+
+    def forward(self, query: Tensor, enc: Encoded) -> tuple[Tensor, Tensor | None]:
+        e = torch.bmm(enc["keys"], query.unsqueeze(-1)).squeeze(-1)
+        a = masked_softmax(e, enc["mask"])
+        return _read(a, enc["memory"]), a
+
+
+class FixedContext(Attention):
+    """No attention (Cho et al. 2014): one summary vector c = h_final of the encoder, fed at every step.
+
+    This is the fixed-length bottleneck that attention removes; there are no weights to return.
+    """
+
+    def precompute(self, memory: Tensor, mask: Tensor, final: Tensor) -> Encoded:
+        return {"summary": final}
+
+    def forward(self, query: Tensor, enc: Encoded) -> tuple[Tensor, Tensor | None]:
+        return enc["summary"], None
+
+
+def build_attention(kind: str, query_size: int, memory_size: int, attention_size: int) -> Attention:
+    """``bahdanau``, ``luong_dot``, ``luong_general`` or ``none``."""
+    if kind == "bahdanau":
+        return BahdanauAttention(query_size, memory_size, attention_size)
+    if kind in ("luong_dot", "luong_general"):
+        return LuongAttention(query_size, memory_size, kind.removeprefix("luong_"))
+    if kind == "none":
+        return FixedContext()
+    raise ValueError(f"unknown attention {kind!r}: choose bahdanau, luong_dot, luong_general or none")

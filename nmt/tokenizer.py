@@ -1,0 +1,100 @@
+"""Subword segmentation with sentencepiece: trained on the training data, saved in the run directory.
+
+Every model shares the same special ids: ``PAD`` 0, ``UNK`` 1, ``BOS`` 2, ``EOS`` 3, so token ids index the
+embedding tables directly.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import sentencepiece as spm
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+
+
+class Tokenizer:
+    """A sentencepiece model: text <-> ids and pieces."""
+
+    def __init__(self, model_file: str | Path) -> None:
+        path = Path(model_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"sentencepiece model not found: {path}")
+        self.path = path
+        self.sp = spm.SentencePieceProcessor(model_file=str(path))
+        if (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id()) != (PAD, UNK, BOS, EOS):
+            raise ValueError(f"{path}: special ids must be pad=0 unk=1 bos=2 eos=3 (train it with nmt)")
+
+    def __len__(self) -> int:
+        return self.sp.get_piece_size()
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Segment detokenized sentences into subword ids (no BOS/EOS)."""
+        return self.sp.encode(list(texts))
+
+    def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
+        """Join subword ids back into detokenized sentences."""
+        return self.sp.decode([list(x) for x in ids])
+
+    def pieces(self, ids: Sequence[int]) -> list[str]:
+        """The subword pieces of ``ids``, e.g. for the labels of an attention plot."""
+        return [self.sp.id_to_piece(int(i)) for i in ids]
+
+
+def train_sentencepiece(texts: Iterable[str], model_file: Path, vocab_size: int, model_type: str = "bpe",
+                        character_coverage: float = 1.0, split_digits: bool = True,
+                        max_sentences: int = 1_000_000) -> Tokenizer:
+    """Train a sentencepiece model on ``texts``; write it to ``model_file`` and its pieces beside it (.vocab).
+
+    ``vocab_size`` is an upper bound: a small corpus (such as the date task) gets the vocabulary it supports.
+    """
+    model_file.parent.mkdir(parents=True, exist_ok=True)
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size, model_type=model_type,
+        character_coverage=character_coverage, split_digits=split_digits, hard_vocab_limit=False,
+        pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, input_sentence_size=max_sentences,
+        shuffle_input_sentence=True, minloglevel=2,
+    )
+    model_file.write_bytes(model.getvalue())
+    tokenizer = Tokenizer(model_file)
+    with open(model_file.with_suffix(".vocab"), "w", encoding="utf-8") as f:
+        for i in range(len(tokenizer)):
+            f.write(f"{tokenizer.sp.id_to_piece(i)}\t{tokenizer.sp.get_score(i)}\n")
+    log.info("trained sentencepiece %s: %d pieces -> %s", model_type, len(tokenizer), model_file)
+    return tokenizer
+
+
+def tokenizer_files(run_dir: Path, joint: bool) -> tuple[Path, Path]:
+    """Where a run keeps its source and target sentencepiece models (one file when the vocabulary is joint)."""
+    if joint:
+        return run_dir / "spm.joint.model", run_dir / "spm.joint.model"
+    return run_dir / "spm.src.model", run_dir / "spm.trg.model"
+
+
+def load_tokenizers(run_dir: Path, joint: bool) -> tuple[Tokenizer, Tokenizer]:
+    """The source and target tokenizers of a run (the same object when joint)."""
+    src_file, trg_file = tokenizer_files(run_dir, joint)
+    src = Tokenizer(src_file)
+    return src, (src if joint else Tokenizer(trg_file))
+
+
+def build_tokenizers(cfg: DictConfig, run_dir: Path, src_texts: list[str],
+                     trg_texts: list[str]) -> tuple[Tokenizer, Tokenizer]:
+    """Train the run's sentencepiece model(s) on the training data, or load them if the run has them."""
+    src_file, trg_file = tokenizer_files(run_dir, cfg.joint)
+    if src_file.exists() and trg_file.exists():
+        return load_tokenizers(run_dir, cfg.joint)
+    options = {"vocab_size": cfg.vocab_size, "model_type": cfg.type, "character_coverage": cfg.character_coverage,
+               "split_digits": cfg.split_digits}
+    if cfg.joint:
+        tok = train_sentencepiece([*src_texts, *trg_texts], src_file, **options)
+        return tok, tok
+    return (train_sentencepiece(src_texts, src_file, **options),
+            train_sentencepiece(trg_texts, trg_file, **options))

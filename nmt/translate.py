@@ -1,0 +1,162 @@
+"""Translation with a trained run: the Python API that ``nmt translate``, validation and plotting all use.
+
+    from nmt.translate import Translator
+    translator = Translator.from_run("runs/dates")
+    [t.text for t in translator.translate(["Tuesday, 25 November 2026"])]   # ['2026-11-25']
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from nmt import NmtError, checkpoint
+from nmt.batching import make_batch, token_batches
+from nmt.model import build_model
+from nmt.search import Hypothesis, greedy_search, max_output_lengths
+from nmt.tokenizer import Tokenizer, load_tokenizers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Translation:
+    """A translated sentence with what it came from: pieces on both sides and attention [target, source]."""
+
+    text: str
+    score: float
+    src_pieces: list[str]
+    trg_pieces: list[str]
+    attention: Tensor | None
+
+
+def load_run_config(run_dir: Path) -> DictConfig:
+    """The resolved configuration a training run saved."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise NmtError(f"run config not found: {path} (is {run_dir} a training run directory?)")
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as e:
+        raise NmtError(f"cannot read run config {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(cfg, DictConfig) or "model" not in cfg or "tokenizer" not in cfg:
+        raise NmtError(f"{path} is not an nmt run config (no model or tokenizer section)")
+    return cfg
+
+
+class Translator:
+    """A model with its tokenizers and decoding settings; translates lists of sentences in length-sorted batches."""
+
+    def __init__(self, model: nn.Module, src_tok: Tokenizer, trg_tok: Tokenizer, decode: DictConfig,
+                 max_src_length: int) -> None:
+        self.model, self.src_tok, self.trg_tok, self.decode = model, src_tok, trg_tok, decode
+        self.max_src_length = max_src_length
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, checkpoint_name: str = "best.pt", **decode: object) -> Translator:
+        """Load a run directory: its config, sentencepiece model(s) and a checkpoint (``best.pt`` by default).
+
+        Keyword arguments override the run's ``decode`` settings (e.g. ``beam_size=5``).
+        """
+        run_dir = Path(run_dir)
+        cfg = load_run_config(run_dir)
+        src_tok, trg_tok = load_tokenizers(run_dir, cfg.tokenizer.joint)
+        model = build_model(cfg.model, len(src_tok), len(trg_tok))
+        state = checkpoint.load(run_dir / checkpoint_name)
+        try:
+            model.load_state_dict(state["model"])
+        except (KeyError, RuntimeError) as e:
+            raise NmtError(f"checkpoint {run_dir / checkpoint_name} does not fit the run's model: "
+                           f"{str(e).splitlines()[0]}") from None
+        model.eval()
+        settings = OmegaConf.merge(cfg.decode, decode)
+        return cls(model, src_tok, trg_tok, settings, cfg.data.max_length)
+
+    def translate(self, sentences: list[str], names: list[str] | None = None) -> list[Translation]:
+        """Translate detokenized sentences; ``names`` (e.g. 'file:line') label truncation warnings."""
+        src_ids = self.src_tok.encode(sentences)
+        for i, ids in enumerate(src_ids):
+            if len(ids) > self.max_src_length:
+                where = names[i] if names else f"sentence {i + 1}"
+                log.warning("%s: %d subwords, truncated to the model's limit of %d", where, len(ids),
+                            self.max_src_length)
+                src_ids[i] = ids[: self.max_src_length]
+        hyps = self.search(src_ids)
+        texts = self.trg_tok.decode([h.tokens for h in hyps])
+        return [Translation(text, h.score, self.src_tok.pieces(s), self.trg_tok.pieces(h.tokens), h.attention)
+                for text, h, s in zip(texts, hyps, src_ids, strict=True)]
+
+    @torch.no_grad()
+    def search(self, src_ids: list[list[int]]) -> list[Hypothesis]:
+        """Decode subword id sequences in batches of similar length; results come back in input order."""
+        was_training = self.model.training
+        self.model.eval()
+        results: list[Hypothesis | None] = [None] * len(src_ids)
+        device = next(self.model.parameters()).device
+        for indices in token_batches([len(s) for s in src_ids], None, self.decode.batch_tokens):
+            batch = make_batch([src_ids[i] for i in indices]).to(device)
+            max_lengths = max_output_lengths(batch.src_mask, self.decode.max_len_a, self.decode.max_len_b)
+            for i, hyp in zip(indices, greedy_search(self.model, batch.src, batch.src_mask, max_lengths),
+                              strict=True):
+                results[i] = hyp
+        self.model.train(was_training)
+        return results  # type: ignore[return-value]
+
+
+def read_lines_replacing(stream: Iterable[bytes], name: str) -> Iterator[str]:
+    """Decode lines as UTF-8; invalid bytes become U+FFFD with a warning naming the line (nothing is dropped)."""
+    for number, raw in enumerate(stream, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            log.warning("%s:%d: invalid UTF-8, undecodable bytes replaced by U+FFFD", name, number)
+            line = raw.decode("utf-8", errors="replace")
+        yield line.rstrip("\r\n")
+
+
+def translate_stream(translator: Translator, lines: Iterable[str], out: TextIO, name: str,
+                     chunk_lines: int = 1000, progress: bool = True) -> int:
+    """Translate ``lines`` chunk by chunk, writing one output line per input line, in order.
+
+    Memory stays bounded by the chunk; output of a chunk is written (and flushed) before the next is read.
+    Blank lines give blank lines. Returns the number of lines translated.
+    """
+    start, count = time.perf_counter(), 0
+    bar = tqdm(unit=" sent", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    chunk: list[str] = []
+
+    def flush() -> None:
+        nonlocal count
+        texts = [" ".join(line.split()) for line in chunk]
+        keep = [i for i, t in enumerate(texts) if t]
+        names = [f"{name}:{count + i + 1}" for i in keep]
+        done = translator.translate([texts[i] for i in keep], names) if keep else []
+        outputs = [""] * len(chunk)
+        for i, t in zip(keep, done, strict=True):
+            outputs[i] = t.text
+        out.write("".join(o + "\n" for o in outputs))
+        out.flush()
+        count += len(chunk)
+        bar.update(len(chunk))
+        chunk.clear()
+
+    for line in lines:
+        chunk.append(line)
+        if len(chunk) >= chunk_lines:
+            flush()
+    if chunk:
+        flush()
+    bar.close()
+    elapsed = time.perf_counter() - start
+    log.info("translated %d lines in %.1f s (%.1f sentences/s)", count, elapsed, count / max(elapsed, 1e-9))
+    return count
