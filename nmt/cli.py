@@ -1,4 +1,4 @@
-"""The ``nmt`` command: train, translate, plot-attention."""
+"""The ``nmt`` command: train, translate, plot-attention, evaluate, align, evaluate-alignment, plot-metrics."""
 
 from __future__ import annotations
 
@@ -11,16 +11,23 @@ from nmt import NmtError, __version__
 
 EXAMPLES = """\
 commands:
-  train            train a model (Hydra: any config value can be overridden as key=value)
-  translate        translate a text file (or stdin) with a trained run
-  plot-attention   draw the attention matrix of one translation
+  train              train a model (Hydra: any config value can be overridden as key=value)
+  translate          translate a text file (or stdin) with a trained run
+  plot-attention     draw the attention matrix of a translation
+  evaluate           score translations against references (BLEU, chrF, exact match)
+  align              word-align given translations by forced decoding (Pharaoh format)
+  evaluate-alignment score word alignments against a gold standard (AER, precision, recall)
+  plot-metrics       draw training curves (loss, perplexity, BLEU) of one or more runs
 
 examples:
   nmt train                                     # the default recipe: the date task, a Bahdanau GRU
   nmt train model.hidden_size=128 train.max_epochs=3 hydra.run.dir=runs/small
   nmt translate -m runs/small -i runs/small/data/test.txt -o test.hyp
-  echo "Tuesday, 25 November 2026" | nmt translate -m runs/small
+  echo "Wednesday, 25 November 2026" | nmt translate -m runs/small
   nmt plot-attention -m runs/small --text "the 25th of November 2026" -o attention.png
+  nmt evaluate -r runs/small/data/test.iso -h test.hyp
+  nmt align -m runs/small -s runs/small/data/test.txt -t runs/small/data/test.iso -o test.align
+  nmt plot-metrics runs/small -o metrics.png
 
 `nmt COMMAND --help` describes each command.
 """
@@ -37,31 +44,147 @@ def _translate_parser(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n"
                "  nmt translate -m runs/dates -i test.txt -o test.hyp\n"
                "  cat test.txt | nmt translate -m runs/dates > test.hyp\n"
-               "  nmt translate -m runs/dates            # interactive: one line in, one line out")
+               "  nmt translate -m runs/dates --beam 5 --alignments test.align < test.txt > test.hyp\n"
+               "  nmt translate -m runs/dates            # interactive: one line in, one line out\n\n"
+               "n-best format (--nbest N): N lines per input line, 'LINE ||| TRANSLATION ||| LOG-PROBABILITY',\n"
+               "LINE counting input lines from 0; a blank input line gives N lines with an empty translation.")
     p.add_argument("-m", "--model", required=True, type=Path, metavar="RUN_DIR", help="training run directory")
     p.add_argument("-i", "--input", type=Path, help="input file (default: stdin)")
     p.add_argument("-o", "--output", type=Path, help="output file (default: stdout)")
     p.add_argument("--checkpoint", default="best.pt", help="checkpoint file in RUN_DIR (default: best.pt)")
-    p.add_argument("--batch-tokens", type=int, help="source tokens per batch (default: the run's decode setting)")
+    p.add_argument("--beam", type=int, help="beam size; 1 is greedy search (default: the run's decode setting)")
+    p.add_argument("--nbest", type=int, help="write the N best translations per input line (format below)")
+    p.add_argument("--alpha", type=float, help="GNMT length penalty for ranking beams; 0: none")
+    p.add_argument("--max-len-a", type=float, help="at most A * source length + B output subwords")
+    p.add_argument("--max-len-b", type=int, help="see --max-len-a")
+    p.add_argument("--min-length", type=int, help="no EOS before this many output subwords")
+    p.add_argument("--no-repeat-ngram", type=int, help="never repeat an n-gram of this size in an output")
+    p.add_argument("--batch-tokens", type=int, help="source subwords per batch")
+    p.add_argument("--scores", action="store_true", help="prefix each translation with its log-probability and a tab")
+    p.add_argument("--alignments", type=Path, metavar="FILE",
+                   help="also write word alignments from attention, Pharaoh format ('i-j'), a line per input line")
+    p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization for faster CPU inference")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
 
 
 def _plot_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "plot-attention", help="draw the attention matrix of one translation",
+        "plot-attention", help="draw the attention matrix of a translation (or of every line of a file)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Translate one sentence and draw its attention weights as a heatmap\n"
-                    "(source subwords across, output subwords down). The format follows the suffix of -o.",
+        description="Translate a sentence (beam search) and draw its attention weights as a heatmap: source\n"
+                    "subwords across, output subwords down, or words with --words (a source word gets the sum of\n"
+                    "its pieces' weights, a target word the average of its pieces' rows). The format follows the\n"
+                    "suffix of -o (.png, .svg, .pdf). For a Transformer the attention is the last decoder layer's\n"
+                    "cross-attention averaged over heads; --layer and --head pick one, --heads draws all heads of\n"
+                    "a layer in one figure (the translation is decoded again with teacher forcing to get them).",
         epilog="examples:\n"
-               "  nmt plot-attention -m runs/dates --text \"Tuesday, 25 November 2026\" -o attention.png\n"
-               "  nmt plot-attention -m runs/dates -i test.txt --line 3 -o line3.pdf")
+               "  nmt plot-attention -m runs/dates --text \"Wednesday, 25 November 2026\" -o attention.png\n"
+               "  nmt plot-attention -m runs/dates -i test.txt --line 3 -o line3.pdf\n"
+               "  nmt plot-attention -m runs/dates -i test.txt --all -o plots/   # plots/0001.png ... (line numbers)\n"
+               "  nmt plot-attention -m runs/m30k --text \"Ein Hund läuft.\" --words -o words.svg\n"
+               "  nmt plot-attention -m runs/tf --text \"25.11.26\" --layer 1 --head 3 -o l1h3.png\n"
+               "  nmt plot-attention -m runs/tf --text \"25.11.26\" --heads --layer 2 -o heads.png")
     p.add_argument("-m", "--model", required=True, type=Path, metavar="RUN_DIR", help="training run directory")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="the sentence to translate")
-    source.add_argument("-i", "--input", type=Path, help="a text file; with --line, which line")
-    p.add_argument("--line", type=int, default=1, help="line number in --input (1-based, default 1)")
-    p.add_argument("-o", "--output", type=Path, default=Path("attention.png"), help="image file (.png/.svg/.pdf)")
+    source.add_argument("-i", "--input", type=Path, help="a text file: one line of it (--line) or all (--all)")
+    lines = p.add_mutually_exclusive_group()
+    lines.add_argument("--line", type=int, help="line number in --input (1-based, default 1)")
+    lines.add_argument("--all", action="store_true",
+                       help="every non-blank line of --input, into the folder -o, one image per line named by its "
+                            "line number")
+    p.add_argument("-o", "--output", type=Path,
+                   help="image file (.png/.svg/.pdf; default attention.png), or with --all a folder")
+    p.add_argument("--format", choices=["png", "svg", "pdf"], help="with --all: the image format (default png)")
+    p.add_argument("--beam", type=int, default=5, help="beam size; 1 is greedy search (default 5)")
+    p.add_argument("--words", action="store_true", help="merge subword pieces into words")
+    p.add_argument("--layer", type=int, help="Transformer: decoder layer, 1-based (default: the last)")
+    heads = p.add_mutually_exclusive_group()
+    heads.add_argument("--head", type=int, help="Transformer: attention head, 1-based (default: their average)")
+    heads.add_argument("--heads", action="store_true", help="Transformer: a grid of all heads of the layer")
     p.add_argument("--checkpoint", default="best.pt", help="checkpoint file in RUN_DIR (default: best.pt)")
+
+
+def _align_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "align", help="word-align given translations by forced decoding (Pharaoh format)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Read each reference translation into the model with teacher forcing (forced decoding) and\n"
+                    "link each target word to the source word it attends to most. Output: one line per input\n"
+                    "pair, Pharaoh format 'i-j' (source word i, target word j, 0-based, words split at spaces);\n"
+                    "a pair with a blank side gives a blank line. SRC and TRG must have the same number of lines.",
+        epilog="examples:\n"
+               "  nmt align -m runs/dates -s runs/dates/data/test.txt -t runs/dates/data/test.iso -o test.align\n"
+               "  nmt align -m runs/m30k -s test.de -t test.en | head")
+    p.add_argument("-m", "--model", required=True, type=Path, metavar="RUN_DIR", help="training run directory")
+    p.add_argument("-s", "--source", required=True, type=Path, metavar="SRC", help="source sentences, one per line")
+    p.add_argument("-t", "--target", required=True, type=Path, metavar="TRG",
+                   help="their translations, one per line")
+    p.add_argument("-o", "--output", type=Path, help="alignment file (default: stdout)")
+    p.add_argument("--checkpoint", default="best.pt", help="checkpoint file in RUN_DIR (default: best.pt)")
+
+
+def _evaluate_alignment_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate-alignment", help="score word alignments: alignment error rate, precision, recall",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Score predicted word alignments (Pharaoh 'i-j', a line per sentence) against a gold standard\n"
+                    "of sure (S) and possible (P) links, S a subset of P (Och & Ney 2003), summed over the corpus:\n"
+                    "  precision = |A&P| / |A|,  recall = |A&S| / |S|,  AER = 1 - (|A&S| + |A&P|) / (|A| + |S|)\n\n"
+                    "gold formats (detected from the first non-blank line):\n"
+                    "  Pharaoh: a line per sentence, 'i-j' a sure link, 'i?j' a possible one, 0-based positions;\n"
+                    "  'SENT I J [S|P] [CONFIDENCE]': a link per line, the format of the HLT-NAACL 2003 shared task\n"
+                    "    (the Hansards and Europarl gold standards): SENT the 1-based line of the sentence in PRED,\n"
+                    "    I and J the 1-based source and target word positions, S sure (the default) or P possible;\n"
+                    "    links to position 0 (NULL) are ignored, sentences without links have none.",
+        epilog="examples:\n"
+               "  nmt evaluate-alignment --gold test.gold.align --pred test.align\n"
+               "  nmt evaluate-alignment --gold test.wa.nonullalign --pred test.align\n\n"
+               "output: 'AER 23.45  precision 80.12  recall 71.03  (447 sentences; 4,123 predicted, 4,038 sure,\n"
+               "19,222 possible links)', the scores in percent.")
+    p.add_argument("--gold", required=True, type=Path, help="gold alignments (formats above)")
+    p.add_argument("--pred", required=True, type=Path, help="predicted alignments, Pharaoh format")
+
+
+def _plot_metrics_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "plot-metrics", help="draw training curves of one or more runs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Draw the training curves of runs from their metrics.jsonl over update steps: training and\n"
+                    "dev loss, dev perplexity and dev BLEU, one color per run, named by its folder.",
+        epilog="examples:\n"
+               "  nmt plot-metrics runs/dates -o metrics.png\n"
+               "  nmt plot-metrics runs/dates-gru runs/dates-lstm runs/dates-tf -o compare.pdf")
+    p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="training run directories")
+    p.add_argument("-o", "--output", type=Path, default=Path("metrics.png"),
+                   help="image file (.png/.svg/.pdf; default metrics.png)")
+
+
+def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate", help="score translations: BLEU, chrF, exact match (sacrebleu)", add_help=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Score detokenized translations against references with sacrebleu (BLEU: 13a\n"
+                    "tokenization, cased; chrF), plus exact sentence match, and print sacrebleu's signature.",
+        epilog="examples:\n"
+               "  nmt evaluate -r runs/dates/data/test.iso -h runs/dates/test.hyp\n"
+               "  nmt translate -m runs/m30k -i test.de | nmt evaluate -r test.en")
+    p.add_argument("--help", action="help", help="show this help message and exit")
+    p.add_argument("-r", "--ref", required=True, type=Path, help="reference file, one sentence per line")
+    p.add_argument("-h", "--hyp", type=Path, help="translations, one per line (default: stdin)")
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from nmt.data import read_lines
+    from nmt.evaluate import score
+
+    refs = read_lines(args.ref)
+    hyps = read_lines(args.hyp) if args.hyp else [line.rstrip("\r\n") for line in sys.stdin]
+    if len(hyps) != len(refs):
+        raise NmtError(f"{args.hyp or '<stdin>'} has {len(hyps)} lines, {args.ref} has {len(refs)}")
+    result = score(hyps, refs)
+    print(f"BLEU {result['bleu']:.2f}  chrF {result['chrf']:.2f}  exact {result['exact']:.2f}%  "
+          f"({len(refs)} sentences)  [{result['bleu_signature']}]")
 
 
 def run_translate(args: argparse.Namespace) -> None:
@@ -71,42 +194,120 @@ def run_translate(args: argparse.Namespace) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    overrides = {"batch_tokens": args.batch_tokens} if args.batch_tokens else {}
-    translator = Translator.from_run(args.model, args.checkpoint, **overrides)
+    options = {"beam_size": args.beam, "nbest": args.nbest, "alpha": args.alpha, "max_len_a": args.max_len_a,
+               "max_len_b": args.max_len_b, "min_length": args.min_length, "no_repeat_ngram": args.no_repeat_ngram,
+               "batch_tokens": args.batch_tokens}
+    if args.nbest and not args.beam:
+        options["beam_size"] = max(args.nbest, 5)
+    translator = Translator.from_run(args.model, args.checkpoint, args.quantize,
+                                     **{k: v for k, v in options.items() if v is not None})
     if args.input is not None and not args.input.is_file():
         raise NmtError(f"input file not found: {args.input}")
     source = open(args.input, "rb") if args.input else sys.stdin.buffer  # noqa: SIM115
     name = str(args.input) if args.input else "<stdin>"
     interactive = args.input is None and sys.stdin.isatty()
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+    alignments = open(args.alignments, "w", encoding="utf-8") if args.alignments else None  # noqa: SIM115
     try:
         translate_stream(translator, read_lines_replacing(source, name), out, name,
-                         chunk_lines=1 if interactive else 1000, progress=not interactive)
+                         chunk_lines=1 if interactive else 1000, progress=not interactive,
+                         nbest=args.nbest or 0, scores=args.scores, alignments=alignments)
     finally:
-        if args.input:
-            source.close()
+        for f, opened in ((source, args.input), (out, args.output), (alignments, args.alignments)):
+            if opened:
+                f.close()
+
+
+def run_plot(args: argparse.Namespace) -> None:
+    from nmt.alignment import force_decode, has_heads
+    from nmt.data import read_lines
+    from nmt.plot import plot_translation, select_heads
+    from nmt.translate import Translator
+
+    if args.all and (args.output is None or args.output.suffix.lower() in (".png", ".svg", ".pdf")):
+        raise NmtError("--all writes an image per line into a folder: name it with -o FOLDER")
+    if args.format and not args.all:
+        raise NmtError("--format is for --all; otherwise the suffix of -o gives the format")
+    if args.line is not None and args.input is None:
+        raise NmtError("--line needs -i FILE")
+    if args.text is not None:
+        jobs = [(args.text, args.output or Path("attention.png"))]
+    else:
+        lines = read_lines(args.input)
+        if args.all:
+            width = len(str(len(lines)))
+            jobs = [(line, args.output / f"{n:0{width}d}.{args.format or 'png'}")
+                    for n, line in enumerate(lines, 1) if line.strip()]
+        else:
+            line = 1 if args.line is None else args.line
+            if not 1 <= line <= len(lines):
+                raise NmtError(f"{args.input} has {len(lines)} lines; --line {line} is out of range")
+            jobs = [(lines[line - 1], args.output or Path("attention.png"))]
+    if not jobs or not jobs[0][0].strip():
+        where = args.input if args.all else f"{args.input}:{args.line or 1}" if args.input else "--text"
+        raise NmtError(f"nothing to translate: {where} is blank")
+    translator = Translator.from_run(args.model, args.checkpoint, beam_size=args.beam, nbest=1)
+    translations = translator.translate([" ".join(text.split()) for text, _ in jobs])
+    if any(t.attention is None for t in translations):
+        raise NmtError(f"the model in {args.model} has no attention (a fixed-context model): nothing to plot")
+    matrices, what = [t.attention for t in translations], [""] * len(translations)
+    if args.layer is not None or args.head is not None or args.heads:
+        if not has_heads(translator):
+            raise NmtError(f"--layer, --head and --heads need a Transformer; the model in {args.model} has one "
+                           f"attention per output step")
+        src_ids = [translator.src_tok.sp.piece_to_id(t.src_pieces) for t in translations]
+        trg_ids = [translator.trg_tok.sp.piece_to_id(t.trg_pieces) for t in translations]
+        matrices = force_decode(translator, src_ids, trg_ids, all_heads=True)
+        for k, heads in enumerate(matrices):
+            matrices[k], description = select_heads(heads, args.layer, args.head, every_head=args.heads)
+            what[k] = f"  ({description})"
+    for (text, path), t, attention, note in zip(jobs, translations, matrices, what, strict=True):
+        panels = [f"head {h + 1}" for h in range(attention.size(0))] if attention.dim() == 3 else None
+        plot_translation(attention, t.src_pieces, t.trg_pieces, path, f"{text}  ->  {t.text}{note}", args.words,
+                         panels)
+    if args.all:
+        print(f"{len(jobs)} images in {args.output}")
+    else:
+        print(f"{translations[0].text}\n{jobs[0][1]}")
+
+
+def run_align(args: argparse.Namespace) -> None:
+    from nmt.alignment import forced_attention, pharaoh
+    from nmt.data import read_parallel
+    from nmt.translate import Translator
+
+    sources, targets = read_parallel(args.source, args.target)
+    translator = Translator.from_run(args.model, args.checkpoint)
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+    try:
+        for start in range(0, len(sources), 1000):
+            chunk = forced_attention(translator, [" ".join(s.split()) for s in sources[start:start + 1000]],
+                                     [" ".join(t.split()) for t in targets[start:start + 1000]])
+            if any(f.attention is None and f.src_pieces and f.trg_pieces for f in chunk):
+                raise NmtError(f"the model in {args.model} has no attention (a fixed-context model): "
+                               f"nothing to align with")
+            out.write("".join(pharaoh(f.attention, f.src_pieces, f.trg_pieces) + "\n" for f in chunk))
+    finally:
         if args.output:
             out.close()
 
 
-def run_plot(args: argparse.Namespace) -> None:
-    from nmt.data import read_lines
-    from nmt.plot import plot_attention
-    from nmt.translate import Translator
+def run_evaluate_alignment(args: argparse.Namespace) -> None:
+    from nmt.alignment import read_gold, read_pharaoh, score_alignments
 
-    if args.text is not None:
-        text = args.text
-    else:
-        lines = read_lines(args.input)
-        if not 1 <= args.line <= len(lines):
-            raise NmtError(f"{args.input} has {len(lines)} lines; --line {args.line} is out of range")
-        text = lines[args.line - 1]
-    (t,) = Translator.from_run(args.model, args.checkpoint).translate([" ".join(text.split())])
-    if t.attention is None:
-        raise NmtError(f"the model in {args.model} has no attention (a fixed-context model): nothing to plot")
-    path = plot_attention(t.attention, [*t.src_pieces, "</s>"], [*t.trg_pieces, "</s>"][: t.attention.size(0)],
-                          args.output, title=f"{text}  ->  {t.text}")
-    print(f"{t.text}\n{path}")
+    predicted = [sure | possible for sure, possible in read_pharaoh(args.pred)]
+    gold = read_gold(args.gold, len(predicted))
+    s = score_alignments(gold, predicted)
+    print(f"AER {100 * s.aer:.2f}  precision {100 * s.precision:.2f}  recall {100 * s.recall:.2f}  "
+          f"({s.sentences} sentences; {s.predicted:,} predicted, {s.sure:,} sure, {s.possible:,} possible links)")
+
+
+def run_plot_metrics(args: argparse.Namespace) -> None:
+    from nmt.plot import plot_metrics
+
+    names = [d.name for d in args.runs]
+    labels = names if len(set(names)) == len(names) else [str(d) for d in args.runs]
+    print(plot_metrics(args.runs, args.output, labels))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -116,10 +317,7 @@ def main(argv: list[str] | None = None) -> None:
         from nmt.train import main as train_main
 
         sys.argv = [f"{Path(sys.argv[0]).name} train", *argv[1:]]
-        try:
-            train_main()
-        except NmtError as e:
-            sys.exit(f"nmt train: error: {e}")
+        train_main()
         return
     parser = argparse.ArgumentParser(prog="nmt", description="Neural machine translation with attention.",
                                      epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -128,12 +326,19 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("train", help="train a model (see `nmt train --help`)", add_help=False)
     _translate_parser(sub)
     _plot_parser(sub)
+    _evaluate_parser(sub)
+    _align_parser(sub)
+    _evaluate_alignment_parser(sub)
+    _plot_metrics_parser(sub)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         sys.exit(2)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        {"translate": run_translate, "plot-attention": run_plot}[args.command](args)
+        commands = {"translate": run_translate, "plot-attention": run_plot, "evaluate": run_evaluate,
+                    "align": run_align, "evaluate-alignment": run_evaluate_alignment,
+                    "plot-metrics": run_plot_metrics}
+        commands[args.command](args)
     except NmtError as e:
         sys.exit(f"nmt {args.command}: error: {e}")

@@ -1,52 +1,367 @@
-"""Parallel corpora: where a split's files are, and reading them with errors that name the file and line."""
+"""Parallel corpora through HuggingFace ``datasets``: a split as a ``Dataset`` of ("src", "trg") strings, read from
+text, TSV or JSON-lines files or from the hub; its tokenisation cached as memory-mapped Arrow; and the filtering of
+training pairs. Bad input is an error naming the file and line.
+
+Formats (``data.format``), for the split ``data.splits[SPLIT]`` called NAME:
+
+    text    DIR/NAME.SRC_LANG and DIR/NAME.TRG_LANG, one sentence per line (line N translates line N)
+    tsv     DIR/NAME.tsv, one pair per line: source<TAB>target
+    jsonl   DIR/NAME.jsonl, one object per line: {"src": ..., "trg": ...} or {"translation": {SRC_LANG: ..., ...}}
+    hub     the dataset ``data.hub.name`` (config ``data.hub.config``) in the hub's translation format, split NAME
+            (which may slice, e.g. ``train[-1000:]``); a local directory in that format loads the same way
+
+Everything converted or tokenised lives in ``data.cache_dir``, keyed by what it was made from, so a second run
+reads memory-mapped Arrow files instead of the corpus.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
+import numpy as np
+import pyarrow as pa
 from omegaconf import DictConfig
 
 from nmt import NmtError, dates
 
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from nmt.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("text", "tsv", "jsonl", "hub")
+DEFAULT_CACHE = "~/.cache/nmt"
+CHUNK_BYTES = 16 << 20  # text is read, decoded and converted to Arrow this many bytes at a time
+HUB_TIMEOUT = 3.0  # seconds to wait for the hub before saying it cannot be reached
+LOCAL_HINT = "to use local files instead, set data.format=text|tsv|jsonl data.dir=DIR"
+
+
+def _read_chunks(path: Path) -> Iterator[list[str]]:
+    """The lines of a UTF-8 text file, in chunks of about CHUNK_BYTES, without line endings ("\\n", "\\r\\n")."""
+    if not path.is_file():
+        raise NmtError(f"data file not found: {path}")
+    number = 0  # lines before this chunk
+    with open(path, "rb") as f:
+        while raw := f.read(CHUNK_BYTES):
+            raw += f.readline()
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                line_start = raw.rfind(b"\n", 0, e.start) + 1
+                line = number + raw.count(b"\n", 0, e.start) + 1
+                raise NmtError(f"{path}:{line}: invalid UTF-8 ({e.reason} at byte {e.start - line_start})") from None
+            lines = text.split("\n")
+            if text.endswith("\n"):
+                lines.pop()
+            if "\r" in text:
+                lines = [line.rstrip("\r") for line in lines]
+            number += len(lines)
+            yield lines
+
 
 def read_lines(path: Path) -> list[str]:
     """The lines of a UTF-8 text file, without line endings; invalid UTF-8 is an error naming the line."""
-    if not path.is_file():
-        raise NmtError(f"data file not found: {path}")
-    lines = []
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, 1):
-            try:
-                lines.append(raw.decode("utf-8").rstrip("\r\n"))
-            except UnicodeDecodeError as e:
-                raise NmtError(f"{path}:{number}: invalid UTF-8 ({e.reason} at byte {e.start})") from None
-    return lines
+    return [line for chunk in _read_chunks(path) for line in chunk]
+
+
+def _mismatch(src_path: Path, src_lines: int, trg_path: Path, trg_lines: int) -> NmtError:
+    return NmtError(f"parallel files differ in length: {src_path} has {src_lines} lines, {trg_path} has {trg_lines}")
 
 
 def read_parallel(src_path: Path, trg_path: Path) -> tuple[list[str], list[str]]:
     """Both sides of a parallel corpus; their line counts must agree."""
     src, trg = read_lines(src_path), read_lines(trg_path)
     if len(src) != len(trg):
-        raise NmtError(f"parallel files differ in length: {src_path} has {len(src)} lines, "
-                       f"{trg_path} has {len(trg)}")
+        raise _mismatch(src_path, len(src), trg_path, len(trg))
     return src, trg
 
 
-def prepare(cfg: DictConfig, run_dir: Path) -> Path:
-    """The folder holding the corpus files; the generated date task is written into the run directory."""
+def prepare(cfg: DictConfig, run_dir: Path) -> Path | None:
+    """The folder holding the corpus files (None for the hub); the generated date task is written into the run
+    directory."""
     if cfg.get("generate") == "dates":
         out = run_dir / "data"
         if not (out / f"{cfg.splits.train}.{cfg.src_lang}").exists():
             dates.write_splits(out, {cfg.splits[s]: cfg.sizes[s] for s in cfg.sizes}, cfg.seed,
                                cfg.src_lang, cfg.trg_lang)
         return out
-    path = Path(cfg.dir)
+    if _format(cfg) == "hub":
+        return None
+    path = Path(cfg.dir).expanduser()
     if not path.is_dir():
         raise NmtError(f"data directory not found: {path} (set data.dir=...)")
     return path
 
 
-def split_files(cfg: DictConfig, data_dir: Path, split: str) -> tuple[Path, Path]:
-    """The source and target files of ``split`` (train, dev or test), e.g. ``val.de`` and ``val.en``."""
-    name = cfg.splits[split]
-    return data_dir / f"{name}.{cfg.src_lang}", data_dir / f"{name}.{cfg.trg_lang}"
+def _format(cfg: DictConfig) -> str:
+    fmt = cfg.get("format", "text")
+    if fmt not in FORMATS:
+        raise NmtError(f"unknown data.format {fmt!r}: choose {', '.join(FORMATS)}")
+    return fmt
+
+
+def split_files(cfg: DictConfig, data_dir: Path, split: str) -> tuple[Path, ...]:
+    """The files of ``split`` (train, dev or test): ``val.de`` and ``val.en`` (text), or ``val.tsv`` / ``val.jsonl``."""
+    name, fmt = cfg.splits[split], _format(cfg)
+    if fmt == "text":
+        return data_dir / f"{name}.{cfg.src_lang}", data_dir / f"{name}.{cfg.trg_lang}"
+    if fmt == "hub":
+        raise NmtError("a hub dataset has no split files")
+    return (data_dir / f"{name}.{fmt}",)
+
+
+def describe(cfg: DictConfig, data_dir: Path | None, split: str) -> str:
+    """Where ``split`` comes from, for messages: its (source) file, or the hub dataset and split."""
+    if _format(cfg) == "hub":
+        config = cfg.hub.get("config")
+        return f"{cfg.hub.name}{f' ({config})' if config else ''} {cfg.splits[split]}"
+    assert data_dir is not None
+    return str(split_files(cfg, data_dir, split)[0])
+
+
+def cache_dir(cfg: DictConfig) -> Path:
+    """The folder of converted and tokenised data (``data.cache_dir``, default ~/.cache/nmt)."""
+    return Path(cfg.get("cache_dir") or DEFAULT_CACHE).expanduser()
+
+
+def _stat(path: Path) -> list:
+    st = path.stat()
+    return [str(path), st.st_size, st.st_mtime_ns]
+
+
+def _signature(paths: Iterable[Path]) -> str:
+    """A short hash of files' absolute paths, sizes and modification times."""
+    return _hash([_stat(path.resolve()) for path in paths])
+
+
+def _hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _arrow_file(out: Path, names: list[str], columns: Iterable[list[list[str]]]) -> Path:
+    """Write string columns chunk by chunk into the Arrow file ``out`` (unless it exists), atomically."""
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    schema = pa.schema([(name, pa.string()) for name in names])
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+    try:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+            for chunk in columns:
+                writer.write_batch(pa.record_batch([pa.array(c, pa.string()) for c in chunk], schema=schema))
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def _text_dataset(path: Path, cache: Path, column: str) -> Dataset:
+    """One text file as a one-column dataset, converted to Arrow once per (path, size, mtime)."""
+    from datasets import Dataset
+
+    if not path.is_file():
+        raise NmtError(f"data file not found: {path}")
+    out = _arrow_file(cache / "text" / f"{_signature([path])}.arrow", ["text"],
+                      ([lines] for lines in _read_chunks(path)))
+    return Dataset.from_file(str(out)).rename_column("text", column)
+
+
+def _tsv_columns(path: Path) -> Iterator[list[list[str]]]:
+    number = 0
+    for lines in _read_chunks(path):
+        src, trg = [], []
+        for line in lines:
+            number += 1
+            fields = line.split("\t")
+            if len(fields) != 2:
+                raise NmtError(f"{path}:{number}: expected 2 tab-separated columns (source<TAB>target), "
+                               f"found {len(fields)}")
+            src.append(fields[0])
+            trg.append(fields[1])
+        yield [src, trg]
+
+
+def _json_dataset(path: Path, cache: Path) -> Dataset:
+    import datasets
+
+    try:
+        return datasets.load_dataset("json", data_files={"data": str(path)}, split="data",
+                                     cache_dir=str(cache / "datasets"))
+    except datasets.exceptions.DatasetGenerationError as e:
+        raise NmtError(f"{path}: not valid JSON lines ({_first_line(e.__cause__ or e)})") from e
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _unreachable(url: str, timeout: float = HUB_TIMEOUT) -> str | None:
+    """Why ``url`` gives no answer within ``timeout`` seconds (any HTTP status is an answer), or None."""
+    host = urlparse(url).netloc or url
+    outcome: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+            outcome.append(None)
+        except urllib.error.HTTPError:
+            outcome.append(None)
+        except Exception as e:
+            outcome.append(f"{host}: {getattr(e, 'reason', e)}")
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return outcome[0] if outcome else f"{host}: no answer within {timeout:g} s"
+
+
+def _hub_dataset(cfg: DictConfig, split_name: str, cache: Path) -> Dataset:
+    """A split of a hub dataset (or of a local directory in the hub's layout); fails fast when offline."""
+    import datasets
+
+    name, config = str(cfg.hub.name), cfg.hub.get("config")
+    where = repr(name) + (f" ({config})" if config else "")
+    local = Path(name).expanduser()
+    if local.is_dir():  # keyed by its files, which datasets does not check for changes
+        path = str(local)
+        target = cache / "datasets" / _signature(sorted(p for p in local.rglob("*") if p.is_file()))
+    else:
+        path, target = name, cache / "datasets"
+        if not datasets.config.HF_HUB_OFFLINE and (reason := _unreachable(datasets.config.HF_ENDPOINT)):
+            raise NmtError(f"could not reach the Hugging Face hub to load dataset {where}: {reason}; {LOCAL_HINT}")
+    try:
+        return datasets.load_dataset(path, config, split=split_name, cache_dir=str(target))
+    except ConnectionError as e:  # offline (HF_HUB_OFFLINE) without a cached copy, or the connection failed
+        raise NmtError(f"could not reach the Hugging Face hub to load dataset {where}: {_first_line(e)}; "
+                       f"{LOCAL_HINT}") from e
+    except Exception as e:
+        raise NmtError(f"cannot load dataset {where} split {split_name!r}: {_first_line(e)}") from e
+
+
+def _pairs(ds: Dataset, cfg: DictConfig, where: str) -> Dataset:
+    """The ("src", "trg") string columns of ``ds``, from those columns or from a "translation" column."""
+    from datasets import Value
+
+    src, trg = str(cfg.src_lang), str(cfg.trg_lang)
+    if {"src", "trg"} <= set(ds.column_names):
+        ds = ds.select_columns(["src", "trg"])
+    elif "translation" in ds.column_names:
+        feature = ds.features["translation"]
+        languages = list(getattr(feature, "languages", None) or feature)
+        if src not in languages or trg not in languages:
+            raise NmtError(f"{where}: the translations are in {', '.join(map(str, languages))}, not {src} and {trg} "
+                           f"(set data.src_lang and data.trg_lang)")
+        ds = ds.select_columns(["translation"]).flatten()
+        ds = ds.select_columns([f"translation.{src}", f"translation.{trg}"]).rename_columns(
+            {f"translation.{src}": "src", f"translation.{trg}": "trg"})
+    else:
+        raise NmtError(f"{where}: expected columns src and trg, or translation ({{{src!r}: ..., {trg!r}: ...}}); "
+                       f"found {', '.join(ds.column_names)}")
+    for column in ("src", "trg"):
+        if ds.features[column] != Value("string"):
+            raise NmtError(f"{where}: column {column} holds {ds.features[column]}, not strings")
+    return ds
+
+
+def load_split(cfg: DictConfig, data_dir: Path | None, split: str) -> Dataset:
+    """``split`` (train, dev or test) of the corpus ``cfg`` describes, as a memory-mapped ``datasets.Dataset``
+    with the string columns "src" and "trg"; ``data_dir`` is what :func:`prepare` returned."""
+    from datasets import Dataset, concatenate_datasets
+
+    fmt, cache = _format(cfg), cache_dir(cfg)
+    if fmt == "hub":
+        return _pairs(_hub_dataset(cfg, str(cfg.splits[split]), cache), cfg, describe(cfg, data_dir, split))
+    assert data_dir is not None
+    files = split_files(cfg, data_dir, split)
+    if fmt == "text":
+        src, trg = (_text_dataset(path, cache, column) for path, column in zip(files, ("src", "trg"), strict=True))
+        if len(src) != len(trg):
+            raise _mismatch(files[0], len(src), files[1], len(trg))
+        return concatenate_datasets([src, trg], axis=1)
+    if not files[0].is_file():
+        raise NmtError(f"data file not found: {files[0]}")
+    if fmt == "tsv":
+        out = _arrow_file(cache / "tsv" / f"{_signature(files)}.arrow", ["src", "trg"], _tsv_columns(files[0]))
+        return Dataset.from_file(str(out))
+    return _pairs(_json_dataset(files[0], cache), cfg, str(files[0]))
+
+
+def as_lists(ds: Dataset) -> tuple[list[str], list[str]]:
+    """The source and target sentences of a (small) split as lists; a missing value becomes ""."""
+    columns = ds.select_columns(["src", "trg"]).to_dict()
+    return [s or "" for s in columns["src"]], [t or "" for t in columns["trg"]]
+
+
+def iter_texts(ds: Dataset, column: str, batch_size: int = 10_000) -> Iterator[str]:
+    """The sentences of one column, read batch by batch (for training sentencepiece without a list in memory)."""
+    for batch in ds.select_columns([column]).iter(batch_size=batch_size):
+        yield from (s or "" for s in batch[column])
+
+
+def _encode_batch(batch: dict[str, list], src_tok: Tokenizer, trg_tok: Tokenizer) -> dict[str, list]:
+    src = src_tok.encode([s or "" for s in batch["src"]])
+    trg = trg_tok.encode([t or "" for t in batch["trg"]])
+    return {"src_ids": src, "trg_ids": trg, "src_len": [len(s) for s in src], "trg_len": [len(t) for t in trg]}
+
+
+def encode(cfg: DictConfig, split: str, ds: Dataset, src_tok: Tokenizer, trg_tok: Tokenizer) -> Dataset:
+    """The subword ids and lengths of a split (columns src_ids, trg_ids, src_len, trg_len), cached in
+    ``cache_dir/tokens`` and memory-mapped.
+
+    The cache key is the split's Arrow files (path, size, mtime: they are named after the data files they were
+    read from, so changing a data file changes them), the split, the languages and the sentencepiece models'
+    bytes. A dataset without files (built in memory) is tokenised in memory.
+    """
+    from datasets import Features, List, Value
+
+    ids, length = List(Value("int32")), Value("int32")
+    features = Features({"src_ids": ids, "trg_ids": ids, "src_len": length, "trg_len": length})
+    options: dict[str, Any] = {"batched": True, "batch_size": 10_000, "remove_columns": ds.column_names,
+                               "features": features, "fn_kwargs": {"src_tok": src_tok, "trg_tok": trg_tok},
+                               "desc": f"tokenising {split}"}
+    if not ds.cache_files:
+        return ds.map(_encode_batch, keep_in_memory=True, **options)
+    key = _hash({"files": [_stat(Path(f["filename"])) for f in ds.cache_files], "rows": len(ds),
+                 "split": str(cfg.splits[split]), "languages": [str(cfg.src_lang), str(cfg.trg_lang)],
+                 "tokenizers": [hashlib.sha256(tok.path.read_bytes()).hexdigest() for tok in (src_tok, trg_tok)]})
+    out = cache_dir(cfg) / "tokens" / f"{key}.arrow"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return ds.map(_encode_batch, cache_file_name=str(out), load_from_cache_file=True, new_fingerprint=key,
+                  **options)
+
+
+def lengths(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The source and target lengths (subwords) of a tokenised split, as numpy arrays."""
+    columns = ds.select_columns(["src_len", "trg_len"]).with_format("numpy")[:]
+    return columns["src_len"], columns["trg_len"]
+
+
+def filter_pairs(ds: Dataset, max_length: int, max_ratio: float = 0.0) -> tuple[Dataset, np.ndarray, np.ndarray]:
+    """Drop tokenised training pairs with an empty side, a side longer than ``max_length`` subwords, or (when
+    ``max_ratio`` > 0) a longer side more than ``max_ratio`` times the shorter; returns the kept pairs and their
+    source and target lengths."""
+    src, trg = lengths(ds)
+    empty = (src == 0) | (trg == 0)
+    long = ~empty & ((src > max_length) | (trg > max_length))
+    ratio = np.maximum(src, trg) / np.maximum(np.minimum(src, trg), 1)
+    skewed = ~empty & ~long & (ratio > max_ratio) if max_ratio > 0 else np.zeros_like(empty)
+    keep = np.flatnonzero(~(empty | long | skewed))
+    if len(keep) < len(ds):
+        log.info("filtered %d of %d training pairs: %d with an empty side, %d longer than %d subwords, %d with a "
+                 "length ratio above %g", len(ds) - len(keep), len(ds), empty.sum(), long.sum(), max_length,
+                 skewed.sum(), max_ratio)
+        ds = ds.select(keep, keep_in_memory=True)
+    return ds, src[keep], trg[keep]

@@ -1,6 +1,6 @@
 """The embedded default task: translate human-readable dates into ISO 8601.
 
-"Tuesday, 25 November 2026", "25.11.26", "nov 25th, 2026" and "the 25th of November 2026" all translate to
+"Wednesday, 25 November 2026", "25.11.26", "nov 25th, 2026" and "the 25th of November 2026" all translate to
 "2026-11-25". The task is generated with a fixed seed, needs no download, and shows attention at work: each
 ISO field is produced while the model attends to the source words that give the day, the month or the year.
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import string
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,6 +69,34 @@ def render(date: dt.date, form: int) -> str:
     """The date in surface form number ``form`` of FORMATS."""
     template, case = FORMATS[form]
     return case(template.format(**_fields(date)))
+
+
+# The ISO field each template field gives (the weekday gives none).
+FIELD_OF = {"d": "day", "dd": "day", "dth": "day", "m": "month", "mm": "month", "month": "month", "mon": "month",
+            "yyyy": "year", "yy": "year"}
+
+
+def field_spans(date: dt.date, form: int) -> dict[str, tuple[int, int]]:
+    """Where ``render(date, form)`` spells the day, the month and the year: {"day": (start, end), ...}, character
+    offsets as in ``text[start:end]`` (an ordinal's suffix is part of the day: "25th")."""
+    template, _ = FORMATS[form]
+    fields, spans, offset = _fields(date), {}, 0
+    for literal, name, _, _ in string.Formatter().parse(template):
+        offset += len(literal)
+        if name is not None:
+            end = offset + len(fields[name])
+            if name in FIELD_OF:
+                spans[FIELD_OF[name]] = (offset, end)
+            offset = end
+    return spans
+
+
+def form_of(text: str, date: dt.date) -> int:
+    """The surface form (an index into FORMATS) in which ``text`` renders ``date``."""
+    for form in range(len(FORMATS)):
+        if render(date, form) == text:
+            return form
+    raise ValueError(f"{text!r} is no surface form of {date.isoformat()}")
 
 
 def iso(date: dt.date) -> str:

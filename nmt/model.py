@@ -6,14 +6,14 @@ Every model offers:
 - ``step(prev, enc, state)``: one decoding step from the previous target token -> log-probabilities;
 - ``forward(src, src_mask, trg_in)``: teacher-forced logits for all target positions at once.
 Because ``enc`` and ``state`` are dicts of batch-first tensors, search can expand and reorder them for beams
-without knowing which model it drives (``select``).
+without knowing which model it drives (``select``). Two architectures: ``RecurrentSeq2Seq`` (``arch: rnn``)
+and ``TransformerSeq2Seq`` (``arch: transformer``, in ``nmt.transformer``).
 """
 
 from __future__ import annotations
 
 import logging
 
-import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -22,6 +22,7 @@ from nmt.attention import Encoded, build_attention
 from nmt.decoder import RecurrentDecoder, State
 from nmt.encoder import RecurrentEncoder
 from nmt.tokenizer import PAD
+from nmt.transformer import TransformerSeq2Seq
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class RecurrentSeq2Seq(nn.Module):
         return F.log_softmax(self.output(self.dropout(t)), dim=-1), a, state
 
     def forward(self, src: Tensor, src_mask: Tensor, trg_in: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Teacher forcing: logits [B, T, V] and attention [B, T, S] for targets shifted right (BOS y_1 ...)."""
+        """Teacher forcing: logits [B, T, V], attention [B, T, S] for targets shifted right (BOS y_1 ...)."""
         enc = self.encode(src, src_mask)
         t, attention, _ = self.decoder(self.dropout(self.trg_embed(trg_in)), enc, self.init_state(enc))
         return self.output(self.dropout(t)), attention
@@ -82,6 +83,8 @@ def build_model(cfg: DictConfig, src_vocab: int, trg_vocab: int) -> nn.Module:
     kwargs = {k: v for k, v in cfg.items() if k not in ("name", "arch")}
     if cfg.arch == "rnn":
         return RecurrentSeq2Seq(src_vocab, trg_vocab, **kwargs)
+    if cfg.arch == "transformer":
+        return TransformerSeq2Seq(src_vocab, trg_vocab, **kwargs)
     raise ValueError(f"unknown model arch {cfg.arch!r}")
 
 

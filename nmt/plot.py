@@ -1,34 +1,204 @@
-"""Attention plots: the alignment matrix a_ij as a heatmap, output tokens down, source tokens across."""
+"""Plots: attention matrices a_ij as heatmaps (output tokens down, source tokens across), of subwords or words,
+of one head or a grid of heads; the attention of dev sentences during training; training curves."""
 
 from __future__ import annotations
 
+import json
+import math
+import textwrap
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from torch import Tensor  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.ticker import LogFormatter
+from omegaconf import OmegaConf
+from torch import Tensor
+
+from nmt import NmtError
+from nmt.alignment import WORD_START, word_attention, words
+from nmt.translate import Translator
+
+EOS_LABEL = "</s>"
+FORMATS = (".png", ".svg", ".pdf")
+CELL = 0.32  # inches per token
+
+
+def _check(weights: Tensor, dims: int, src_tokens: list[str], trg_tokens: list[str], path: Path) -> None:
+    if weights.dim() != dims or tuple(weights.shape[-2:]) != (len(trg_tokens), len(src_tokens)):
+        raise ValueError(f"attention of shape {tuple(weights.shape)} for {len(trg_tokens)} target and "
+                         f"{len(src_tokens)} source tokens")
+    if path.suffix.lower() not in FORMATS:
+        raise NmtError(f"cannot write {path}: the image format follows the suffix, one of {', '.join(FORMATS)}")
+
+
+def _figure(rows: int, cols: int, panel_w: float, panel_h: float, src_tokens: list[str],
+            trg_tokens: list[str]) -> tuple[Any, Any]:
+    """A figure sized to the sentence: room for each token, for the longest labels and for the colorbar."""
+    width = 1.6 + 0.08 * max(map(len, trg_tokens)) + cols * (panel_w + 0.3)
+    height = 1.2 + 0.06 * max(map(len, src_tokens)) + rows * (panel_h + 0.4)
+    return plt.subplots(rows, cols, figsize=(width, height), squeeze=False, layout="constrained")
+
+
+def _draw(ax: Any, weights: Tensor, src_tokens: list[str], trg_tokens: list[str], x: bool = True,
+          y: bool = True) -> Any:
+    image = ax.imshow(weights.detach().cpu().float().numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(src_tokens)), src_tokens if x else [], rotation=60, ha="right",
+                  rotation_mode="anchor", fontsize=9)
+    ax.set_yticks(range(len(trg_tokens)), trg_tokens if y else [], fontsize=9)
+    return image
+
+
+def _save(fig: Any, path: Path, title: str | None) -> Path:
+    if title:
+        width = fig.get_size_inches()[0]
+        fig.suptitle(textwrap.fill(title, max(40, int(width * 11))), fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return path
 
 
 def plot_attention(weights: Tensor, src_tokens: list[str], trg_tokens: list[str], path: Path,
                    title: str | None = None) -> Path:
     """Draw ``weights`` [len(trg_tokens), len(src_tokens)] to ``path`` (PNG, SVG or PDF by its suffix)."""
-    if tuple(weights.shape) != (len(trg_tokens), len(src_tokens)):
-        raise ValueError(f"attention of shape {tuple(weights.shape)} for {len(trg_tokens)} target and "
-                         f"{len(src_tokens)} source tokens")
-    cell = 0.32
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.8 + cell * len(src_tokens)), max(3.0, 1.4 + cell * len(trg_tokens))))
-    image = ax.imshow(weights.detach().cpu().float().numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(len(src_tokens)), src_tokens, rotation=60, ha="right", fontsize=9)
-    ax.set_yticks(range(len(trg_tokens)), trg_tokens, fontsize=9)
+    _check(weights, 2, src_tokens, trg_tokens, path)
+    fig, axes = _figure(1, 1, max(2.5, CELL * len(src_tokens)), max(1.8, CELL * len(trg_tokens)), src_tokens,
+                        trg_tokens)
+    ax = axes[0, 0]
+    image = _draw(ax, weights, src_tokens, trg_tokens)
     ax.set_xlabel("source")
     ax.set_ylabel("output")
-    if title:
-        ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title)
+
+
+def plot_attention_grid(weights: Tensor, src_tokens: list[str], trg_tokens: list[str], path: Path,
+                        title: str | None = None, panel_titles: list[str] | None = None) -> Path:
+    """Draw attention matrices ``weights`` [panels, len(trg_tokens), len(src_tokens)] (e.g. the heads of a layer)
+    in one figure, at most four in a row; the tokens label the outer axes."""
+    _check(weights, 3, src_tokens, trg_tokens, path)
+    panels = weights.size(0)
+    cols = min(4, panels)
+    rows = math.ceil(panels / cols)
+    fig, axes = _figure(rows, cols, max(2.0, CELL * len(src_tokens)), max(1.5, CELL * len(trg_tokens)),
+                        src_tokens, trg_tokens)
+    image = None
+    for k, ax in enumerate(axes.flat):
+        if k >= panels:
+            ax.set_axis_off()
+            continue
+        image = _draw(ax, weights[k], src_tokens, trg_tokens, x=k + cols >= panels, y=k % cols == 0)
+        if panel_titles:
+            ax.set_title(panel_titles[k], fontsize=10)
+    fig.colorbar(image, ax=axes, fraction=0.03, pad=0.01)
+    return _save(fig, path, title)
+
+
+def to_words(weights: Tensor, src_pieces: list[str], trg_pieces: list[str]) -> tuple[Tensor, list[str], list[str]]:
+    """Merge subword attention [..., target pieces + EOS, source pieces + EOS] into words (sum over a source word's
+    pieces, average over a target word's pieces: ``nmt.alignment.word_attention``); EOS stays a word of its own.
+    Returns the word attention and the detokenized words of both sides."""
+    src = [*src_pieces, WORD_START + EOS_LABEL]
+    trg = [*trg_pieces, WORD_START + EOS_LABEL][: weights.size(-2)]
+    flat = weights.reshape(-1, *weights.shape[-2:])
+    merged = torch.stack([word_attention(w, src, trg) for w in flat])
+    return merged.reshape(*weights.shape[:-2], *merged.shape[-2:]), words(src), words(trg)
+
+
+def plot_translation(attention: Tensor, src_pieces: list[str], trg_pieces: list[str], path: Path,
+                     title: str | None = None, by_words: bool = False,
+                     panel_titles: list[str] | None = None) -> Path:
+    """Draw a translation's attention [target pieces + EOS, source pieces + EOS] labeled with its pieces (or,
+    ``by_words``, merged into words), or a grid of such matrices [panels, ...] with ``panel_titles``."""
+    src, trg = [*src_pieces, EOS_LABEL], [*trg_pieces, EOS_LABEL][: attention.size(-2)]
+    if by_words:
+        attention, src, trg = to_words(attention, src_pieces, trg_pieces)
+    if attention.dim() == 3:
+        return plot_attention_grid(attention, src, trg, path, title, panel_titles)
+    return plot_attention(attention, src, trg, path, title)
+
+
+def select_heads(attention: Tensor, layer: int | None = None, head: int | None = None,
+                 every_head: bool = False) -> tuple[Tensor, str]:
+    """From per-layer, per-head attention [layers, heads, T, S]: layer ``layer`` (1-based, default the last), and
+    its head ``head`` (1-based), the mean over its heads, or with ``every_head`` all its heads [heads, T, S].
+    Returns the attention and a description for a title."""
+    layers, heads = attention.shape[:2]
+    layer = layers if layer is None else layer
+    if not 1 <= layer <= layers:
+        raise NmtError(f"layer {layer} out of range: the model has {layers} decoder layers (1 to {layers})")
+    if every_head:
+        return attention[layer - 1], f"layer {layer}"
+    if head is None:
+        return attention[layer - 1].mean(0), f"layer {layer}, mean of {heads} heads"
+    if not 1 <= head <= heads:
+        raise NmtError(f"head {head} out of range: the model has {heads} heads (1 to {heads})")
+    return attention[layer - 1, head - 1], f"layer {layer}, head {head}"
+
+
+def plot_dev_attention(translator: Translator, sentences: list[str], out_dir: Path, step: int) -> list[Path]:
+    """Translate ``sentences`` greedily and draw their attention to ``out_dir/step{step}_{i}.png`` (i from 1);
+    nothing for a model without attention. Returns the files written."""
+    greedy = Translator(translator.model, translator.src_tok, translator.trg_tok,
+                        OmegaConf.merge(translator.decode, {"beam_size": 1, "nbest": 1}), translator.max_src_length)
+    paths = []
+    for i, (text, t) in enumerate(zip(sentences, greedy.translate(sentences), strict=True), 1):
+        if t.attention is None:
+            break
+        paths.append(plot_translation(t.attention, t.src_pieces, t.trg_pieces, out_dir / f"step{step}_{i}.png",
+                                      title=f"step {step}:  {text}  ->  {t.text}"))
+    return paths
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of a run's ``metrics.jsonl``."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise NmtError(f"metrics not found: {path} (is {run_dir} a training run directory?)")
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise NmtError(f"{path}:{number}: not a JSON record ({e.msg})") from None
+        if not isinstance(record, dict):
+            raise NmtError(f"{path}:{number}: not a JSON object")
+        records.append(record)
+    return records
+
+
+def plot_metrics(run_dirs: list[Path], path: Path, labels: list[str] | None = None) -> Path:
+    """Training curves of one or more runs over update steps, one color per run: training and dev loss, dev
+    perplexity (log scale) and dev BLEU. ``labels`` name the runs in the legends (default: the folder names)."""
+    if path.suffix.lower() not in FORMATS:
+        raise NmtError(f"cannot write {path}: the image format follows the suffix, one of {', '.join(FORMATS)}")
+    labels = labels or [Path(d).name for d in run_dirs]
+    runs = [read_metrics(d) for d in run_dirs]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), squeeze=False, layout="constrained")
+    loss_ax, ppl_ax, bleu_ax = axes[0]
+    for k, (label, records) in enumerate(zip(labels, runs, strict=True)):
+        color = f"C{k % 10}"
+
+        def series(split: str, key: str, records: list[dict[str, Any]] = records) -> tuple[list, list]:
+            points = [(r["step"], r[key]) for r in records if r.get("split") == split and key in r and "step" in r]
+            return [s for s, _ in points], [v for _, v in points]
+
+        loss_ax.plot(*series("train", "loss"), color=color, alpha=0.6, label=f"{label} (train)")
+        loss_ax.plot(*series("dev", "loss"), color=color, linestyle="--", marker="o", label=f"{label} (dev)")
+        ppl_ax.plot(*series("dev", "ppl"), color=color, marker="o", label=label)
+        bleu_ax.plot(*series("dev", "bleu"), color=color, marker="o", label=label)
+    for ax, name in ((loss_ax, "loss (per target token)"), (ppl_ax, "dev perplexity"), (bleu_ax, "dev BLEU")):
+        ax.set_title(name, fontsize=11)
+        ax.set_xlabel("update step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    ppl_ax.set_yscale("log")
+    ppl_ax.yaxis.set_major_formatter(LogFormatter())
+    ppl_ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+    return _save(fig, path, None)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from nmt.model import select
 from nmt.tokenizer import BOS, EOS
 
 
@@ -30,7 +31,10 @@ def max_output_lengths(src_mask: Tensor, a: float, b: int) -> Tensor:
 
 @torch.no_grad()
 def greedy_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Tensor) -> list[Hypothesis]:
-    """Pick the most probable token at every step, all sentences of the batch at once."""
+    """Pick the most probable token at every step, all sentences of the batch at once.
+
+    At a sentence's last allowed step only EOS may follow, so every hypothesis ends with EOS.
+    """
     enc = model.encode(src, src_mask)
     state = model.init_state(enc)
     batch = src.size(0)
@@ -39,26 +43,121 @@ def greedy_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: 
     tokens, scores, weights = [], [], []
     for i in range(int(max_lengths.max())):
         log_probs, a, state = model.step(prev, enc, state)
+        not_eos = torch.arange(log_probs.size(1), device=src.device) != EOS
+        log_probs.masked_fill_((i + 1 >= max_lengths).unsqueeze(1) & not_eos, float("-inf"))  # last step: EOS
         score, prev = log_probs.max(-1)
         tokens.append(prev)
         scores.append(score)
         weights.append(a)
-        done |= (prev == EOS) | (i + 1 >= max_lengths)
+        done |= prev == EOS
         if done.all():
             break
     return _collect(torch.stack(tokens, 1), torch.stack(scores, 1),
-                    torch.stack(weights, 1) if weights[0] is not None else None, src_mask, max_lengths)
+                    torch.stack(weights, 1) if weights[0] is not None else None, src_mask)
 
 
-def _collect(tokens: Tensor, scores: Tensor, attention: Tensor | None, src_mask: Tensor,
-             max_lengths: Tensor) -> list[Hypothesis]:
-    """Cut each row after its first EOS (or at its length limit) into a Hypothesis."""
+def _collect(tokens: Tensor, scores: Tensor, attention: Tensor | None, src_mask: Tensor) -> list[Hypothesis]:
+    """Cut each row after its first EOS into a Hypothesis."""
     hyps = []
     for b, (row, row_scores) in enumerate(zip(tokens.tolist(), scores.tolist(), strict=True)):
-        end = min(row.index(EOS) + 1 if EOS in row else len(row), int(max_lengths[b]))
+        end = row.index(EOS) + 1
         src_len = int(src_mask[b].sum())
         hyps.append(Hypothesis(
             tokens=[t for t in row[:end] if t != EOS], score=float(sum(row_scores[:end])),
             token_scores=row_scores[:end],
             attention=attention[b, :end, :src_len] if attention is not None else None))
     return hyps
+
+
+def length_penalty(length: Tensor | int, alpha: float) -> Tensor | float:
+    """GNMT length penalty lp(Y) = ((5 + |Y|) / 6)^alpha (Wu et al. 2016); alpha 0 means none."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def block_repeated_ngrams(log_probs: Tensor, history: Tensor, n: int) -> None:
+    """Forbid (in place) any token that would repeat an n-gram already in ``history`` [N, t]."""
+    if n <= 0 or history.size(1) < n:
+        return
+    windows = history.unfold(1, n, 1)  # [N, t-n+1, n]: every n-gram so far
+    match = (windows[:, :, :-1] == history[:, -(n - 1):].unsqueeze(1)).all(-1) if n > 1 else \
+        torch.ones(windows.shape[:2], dtype=torch.bool, device=history.device)
+    banned = torch.zeros_like(log_probs).scatter_add_(1, windows[:, :, -1], match.to(log_probs.dtype)) > 0
+    log_probs.masked_fill_(banned, float("-inf"))
+
+
+@torch.no_grad()
+def beam_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Tensor, beam_size: int,
+                alpha: float = 0.0, nbest: int = 1, min_length: int = 0,
+                no_repeat_ngram: int = 0) -> list[list[Hypothesis]]:
+    """Beam search over all sentences and beams of the batch at once.
+
+    Hypotheses are ranked by score / lp(length) (GNMT length penalty ``alpha``; 0 ranks by log-probability).
+    A sentence stops as soon as its ``nbest`` best finished hypotheses cannot be beaten by a live beam, and
+    leaves the batch. The encoder output (with the attention keys it holds) is computed once and shared by the
+    beams. Returns the ``nbest`` best hypotheses per sentence, best first; ``score`` is the log-probability.
+    """
+    batch, k, device = src.size(0), beam_size, src.device
+    enc = model.encode(src, src_mask)
+    rows = torch.arange(batch, device=device).repeat_interleave(k)
+    enc, state = select(enc, rows), select(model.init_state(enc), rows)
+    sentence = torch.arange(batch, device=device)  # the batch sentence of each group of k rows still searching
+    src_lengths = src_mask.sum(1).tolist()
+    # Beam 0 of each sentence starts alone: the others start at -inf, so the first step expands one beam.
+    scores = torch.full((batch, k), float("-inf"), device=device)
+    scores[:, 0] = 0.0
+    prev = torch.full((batch * k,), BOS, dtype=torch.long, device=device)
+    history = torch.empty(batch * k, 0, dtype=torch.long, device=device)
+    token_scores = torch.empty(batch * k, 0, device=device)
+    attention: Tensor | None = None
+    finished: list[list[tuple[float, Hypothesis]]] = [[] for _ in range(batch)]
+    kth_best = torch.full((batch,), float("-inf"), device=device)  # nbest-th finished score so far
+    reachable = length_penalty(max_lengths.float(), alpha)  # the largest length penalty a sentence can get
+    for i in range(int(max_lengths.max())):
+        n = sentence.size(0)
+        log_probs, a, state = model.step(prev, enc, state)
+        vocab = log_probs.size(1)
+        if i < min_length:
+            log_probs[:, EOS] = float("-inf")
+        block_repeated_ngrams(log_probs, history, no_repeat_ngram)
+        at_limit = (i + 1 >= max_lengths[sentence]).repeat_interleave(k)
+        log_probs.masked_fill_(at_limit.unsqueeze(1) & (torch.arange(vocab, device=device) != EOS), float("-inf"))
+        if a is not None:
+            attention = a.unsqueeze(1) if attention is None else torch.cat([attention, a.unsqueeze(1)], 1)
+
+        candidates = (scores.view(-1, 1) + log_probs).view(n, k * vocab)
+        cand_scores, cand_index = candidates.topk(min(2 * k, k * vocab), dim=1)
+        cand_rows = torch.arange(n, device=device).unsqueeze(1) * k + cand_index // vocab
+        cand_token = cand_index % vocab
+        valid = torch.isfinite(cand_scores)
+        is_eos = valid & (cand_token == EOS)
+
+        # Finished: an EOS among the k best candidates.
+        for b, c in (is_eos[:, :k]).nonzero().tolist():
+            row, score, s = int(cand_rows[b, c]), float(cand_scores[b, c]), int(sentence[b])
+            hyp = Hypothesis(history[row].tolist(), score, [*token_scores[row].tolist(), float(log_probs[row, EOS])],
+                             attention[row, :, : src_lengths[s]] if attention is not None else None)
+            finished[s].append((score / length_penalty(history.size(1) + 1, alpha), hyp))
+            if len(finished[s]) >= nbest:
+                kth_best[s] = sorted((f[0] for f in finished[s]), reverse=True)[nbest - 1]
+
+        # Live: the k best candidates that are not EOS, in rank order.
+        live = valid & ~is_eos
+        pick = torch.sort((~live).to(torch.int8), dim=1, stable=True).indices[:, :k]
+        scores = cand_scores.gather(1, pick).masked_fill(~live.gather(1, pick), float("-inf"))
+        rows, prev = cand_rows.gather(1, pick).view(-1), cand_token.gather(1, pick).view(-1)
+
+        # Log-probabilities only fall, so a live score s can at best become s / lp(max length): a sentence is
+        # done when its nbest-th finished hypothesis is at least that good. Done sentences leave the batch.
+        searching = kth_best[sentence] < scores.max(1).values / reachable[sentence]
+        if not searching.any():
+            break
+        if not searching.all():
+            keep = searching.nonzero().flatten()
+            rows = rows.view(n, k)[keep].view(-1)
+            prev, scores, sentence = prev.view(n, k)[keep].view(-1), scores[keep], sentence[keep]
+            enc = select(enc, (keep.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1))
+        history = torch.cat([history[rows], prev.unsqueeze(1)], 1)
+        token_scores = torch.cat([token_scores[rows], log_probs[rows, prev].unsqueeze(1)], 1)
+        attention = attention[rows] if attention is not None else None
+        state = select(state, rows)
+    return [[h for _, h in sorted(f, key=lambda x: -x[0])[:nbest]] for f in finished]

@@ -7,6 +7,7 @@ embedding tables directly.
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -85,16 +86,17 @@ def load_tokenizers(run_dir: Path, joint: bool) -> tuple[Tokenizer, Tokenizer]:
     return src, (src if joint else Tokenizer(trg_file))
 
 
-def build_tokenizers(cfg: DictConfig, run_dir: Path, src_texts: list[str],
-                     trg_texts: list[str]) -> tuple[Tokenizer, Tokenizer]:
-    """Train the run's sentencepiece model(s) on the training data, or load them if the run has them."""
+def build_tokenizers(cfg: DictConfig, run_dir: Path, src_texts: Iterable[str],
+                     trg_texts: Iterable[str]) -> tuple[Tokenizer, Tokenizer]:
+    """Train the run's sentencepiece model(s) on the training data (read once, as it streams), or load them if the
+    run has them."""
     src_file, trg_file = tokenizer_files(run_dir, cfg.joint)
     if src_file.exists() and trg_file.exists():
         return load_tokenizers(run_dir, cfg.joint)
     options = {"vocab_size": cfg.vocab_size, "model_type": cfg.type, "character_coverage": cfg.character_coverage,
                "split_digits": cfg.split_digits}
     if cfg.joint:
-        tok = train_sentencepiece([*src_texts, *trg_texts], src_file, **options)
+        tok = train_sentencepiece(itertools.chain(src_texts, trg_texts), src_file, **options)
         return tok, tok
     return (train_sentencepiece(src_texts, src_file, **options),
             train_sentencepiece(trg_texts, trg_file, **options))

@@ -50,14 +50,21 @@ def token_loss(model: nn.Module, batch: Any, label_smoothing: float = 0.0) -> tu
     return loss, batch.n_target_tokens
 
 
-def filter_pairs(src: list[list[int]], trg: list[list[int]], max_length: int) -> tuple[list, list]:
-    """Drop training pairs with an empty side or a side longer than ``max_length`` subwords."""
-    keep = [i for i, (s, t) in enumerate(zip(src, trg, strict=True)) if 0 < len(s) <= max_length
-            and 0 < len(t) <= max_length]
-    if len(keep) < len(src):
-        log.info("filtered %d of %d training pairs (empty, or longer than %d subwords)", len(src) - len(keep),
-                 len(src), max_length)
-    return [src[i] for i in keep], [trg[i] for i in keep]
+def build_scheduler(tc: DictConfig, optimizer: torch.optim.Optimizer, higher_is_better: bool) -> Any:
+    """``plateau``: decay by ``lr_decay`` when the dev metric stalls (stepped per validation, for RNNs);
+    ``inverse_sqrt``: linear warm-up to ``lr`` over ``warmup`` updates, then lr * sqrt(warmup / step)
+    (Vaswani et al. 2017, stepped per update, for the Transformer); ``constant``."""
+    if tc.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max" if higher_is_better else "min", factor=tc.lr_decay, patience=tc.lr_patience,
+            min_lr=tc.min_lr)
+    if tc.schedule == "inverse_sqrt":
+        warmup = max(1, tc.warmup)
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: min((step + 1) / warmup, (warmup / (step + 1)) ** 0.5))
+    if tc.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    raise NmtError(f"unknown train.schedule {tc.schedule!r}: choose plateau, inverse_sqrt or constant")
 
 
 class Validator:
@@ -80,7 +87,7 @@ class Validator:
             batch = make_batch([self.src_ids[i] for i in indices], [self.trg_ids[i] for i in indices])
             loss, n = token_loss(model, batch)
             total, tokens = total + loss.item(), tokens + n
-        hyps = self.translator.trg_tok.decode([h.tokens for h in self.translator.search(self.src_ids)])
+        hyps = self.translator.trg_tok.decode([h[0].tokens for h in self.translator.search(self.src_ids)])
         model.train(was_training)
         loss = total / tokens
         return {"loss": loss, "ppl": math.exp(min(loss, 50)), **score(hyps, self.refs)}, hyps
@@ -105,24 +112,27 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     torch.set_num_threads(tc.threads if tc.threads > 0 else (os.cpu_count() or 1))
 
     data_dir = data.prepare(cfg.data, run_dir)
-    train_src, train_trg = data.read_parallel(*data.split_files(cfg.data, data_dir, "train"))
-    dev_src, dev_trg = data.read_parallel(*data.split_files(cfg.data, data_dir, "dev"))
-    src_tok, trg_tok = build_tokenizers(cfg.tokenizer, run_dir, train_src, train_trg)
+    train_set = data.load_split(cfg.data, data_dir, "train")
+    dev_src, dev_trg = data.as_lists(data.load_split(cfg.data, data_dir, "dev"))
+    src_tok, trg_tok = build_tokenizers(cfg.tokenizer, run_dir, data.iter_texts(train_set, "src"),
+                                        data.iter_texts(train_set, "trg"))
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    src_ids, trg_ids = filter_pairs(src_tok.encode(train_src), trg_tok.encode(train_trg), cfg.data.max_length)
-    if not src_ids:
-        raise NmtError(f"no training pairs left in {data_dir} after filtering")
+    train_set, src_lengths, trg_lengths = data.filter_pairs(
+        data.encode(cfg.data, "train", train_set, src_tok, trg_tok), cfg.data.max_length,
+        cfg.data.get("max_ratio", 0.0))
+    if not len(train_set):
+        raise NmtError(f"no training pairs left in {data.describe(cfg.data, data_dir, 'train')} after filtering")
 
     model = build_model(cfg.model, len(src_tok), len(trg_tok))
     log.info("model %s: %s parameters; vocabulary %d (source) / %d (target); %d training pairs",
-             cfg.model.name, f"{count_parameters(model):,}", len(src_tok), len(trg_tok), len(src_ids))
+             cfg.model.name, f"{count_parameters(model):,}", len(src_tok), len(trg_tok), len(train_set))
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=tuple(tc.betas))
     higher_is_better = tc.metric not in LOWER_IS_BETTER
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="max" if higher_is_better else "min", factor=tc.lr_decay, patience=tc.lr_patience,
-        min_lr=tc.min_lr)
+    scheduler = build_scheduler(tc, optimizer, higher_is_better)
     translator = Translator(model, src_tok, trg_tok, cfg.decode, cfg.data.max_length)
-    validate = Validator(translator, dev_src, dev_trg, cfg.decode.batch_tokens)
+    greedy = OmegaConf.merge(cfg.decode, {"beam_size": 1, "nbest": 1})  # validation decodes greedily
+    validate = Validator(Translator(model, src_tok, trg_tok, greedy, cfg.data.max_length), dev_src, dev_trg,
+                         cfg.decode.batch_tokens)
     metrics = MetricsLog(run_dir / "metrics.jsonl")
 
     progress: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": None, "bad": 0, "finished": False,
@@ -150,6 +160,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         """Validate, keep the best checkpoint; True when early stopping says stop."""
         start = time.perf_counter()
         result, _ = validate()
+        progress["validated"] = progress["step"]
         value = result[tc.metric]
         improved = progress["best"] is None or (value > progress["best"] if higher_is_better
                                                 else value < progress["best"])
@@ -157,12 +168,17 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             progress["best"], progress["bad"] = value, 0
         else:
             progress["bad"] += 1
-        scheduler.step(value)
+        if tc.schedule == "plateau":
+            scheduler.step(value)
         metrics.write(split="dev", step=progress["step"], epoch=progress["epoch"], lr=optimizer.param_groups[0]["lr"],
                       **{k: v for k, v in result.items() if k != "bleu_signature"})
         save_checkpoint(last)
         if improved:
             checkpoint.save({"model": model.state_dict(), "progress": progress}, run_dir / "best.pt")
+        if tc.plot_attention > 0:
+            from nmt.plot import plot_dev_attention
+
+            plot_dev_attention(translator, dev_src[: tc.plot_attention], run_dir / "attention", progress["step"])
         log.info("validation at step %d: loss %.3f ppl %.2f BLEU %.2f chrF %.2f exact %.2f%%%s (%.1f s)",
                  progress["step"], result["loss"], result["ppl"], result["bleu"], result["chrf"], result["exact"],
                  " *best*" if improved else "", time.perf_counter() - start)
@@ -172,19 +188,22 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     started = time.perf_counter() - progress["elapsed"]
     stop = out_of_time = False
     while not stop and progress["epoch"] < tc.max_epochs:
-        batches = token_batches([len(s) for s in src_ids], [len(t) for t in trg_ids], tc.batch_tokens,
-                                shuffle=True, seed=cfg.seed + progress["epoch"])
+        batches = token_batches(src_lengths, trg_lengths, tc.batch_tokens, shuffle=True,
+                                seed=cfg.seed + progress["epoch"])
         bar = tqdm(batches, initial=progress["batch"], desc=f"epoch {progress['epoch'] + 1}", unit="batch",
                    file=sys.stderr, disable=None, dynamic_ncols=True)
         window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
         for indices in batches[progress["batch"]:]:
-            batch = make_batch([src_ids[i] for i in indices], [trg_ids[i] for i in indices])
+            rows = train_set[indices]
+            batch = make_batch(rows["src_ids"], rows["trg_ids"])
             loss, n_tokens = token_loss(model, batch, tc.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             (loss / n_tokens).backward()
             if tc.clip_grad_norm > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad_norm)
             optimizer.step()
+            if tc.schedule != "plateau":
+                scheduler.step()
             progress["step"] += 1
             progress["batch"] += 1
             window_loss, window_tokens = window_loss + loss.item(), window_tokens + n_tokens
@@ -198,9 +217,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
             progress["elapsed"] = time.perf_counter() - started
             out_of_time = 0 < tc.max_minutes * 60 <= progress["elapsed"]
-            if (tc.validate_every and progress["step"] % tc.validate_every == 0) or out_of_time:
-                stop = run_validation() or out_of_time
-            if stop or progress["step"] >= tc.max_steps > 0:
+            if tc.validate_every and progress["step"] % tc.validate_every == 0:
+                stop = run_validation()
+            if stop or out_of_time or progress["step"] >= tc.max_steps > 0:
                 stop = True
                 break
         bar.close()
@@ -209,6 +228,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             progress["batch"] = 0
             if not tc.validate_every:
                 stop = run_validation()
+    if progress.get("validated") != progress["step"]:
+        run_validation()
     if out_of_time:
         log.info("stopped: time budget of %s minutes reached", tc.max_minutes)
     elif stop:
@@ -222,19 +243,19 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return result
 
 
-def test(cfg: DictConfig, run_dir: Path, data_dir: Path, translator: Translator, metrics: MetricsLog
+def test(cfg: DictConfig, run_dir: Path, data_dir: Path | None, translator: Translator, metrics: MetricsLog
          ) -> dict[str, Any]:
     """Translate the test split (when the data has one) with the best checkpoint; write and score it."""
     translator.model.load_state_dict(checkpoint.load(run_dir / "best.pt")["model"])
     if "test" not in cfg.data.splits:
         return {}
-    src_file, ref_file = data.split_files(cfg.data, data_dir, "test")
-    src, refs = data.read_parallel(src_file, ref_file)
-    hyps = [t.text for t in translator.translate(src, [f"{src_file}:{i + 1}" for i in range(len(src))])]
+    src, refs = data.as_lists(data.load_split(cfg.data, data_dir, "test"))
+    where = data.describe(cfg.data, data_dir, "test")
+    hyps = [t.text for t in translator.translate(src, [f"{where}:{i + 1}" for i in range(len(src))])]
     (run_dir / "test.hyp").write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
     result = score(hyps, refs)
     metrics.write(split="test", **result)
-    print(f"test ({len(refs)} sentences, {src_file.name}): BLEU {result['bleu']:.2f}  chrF {result['chrf']:.2f}  "
+    print(f"test ({len(refs)} sentences, {where}): BLEU {result['bleu']:.2f}  chrF {result['chrf']:.2f}  "
           f"exact match {result['exact']:.2f}%  [{result['bleu_signature']}]")
     return result
 
@@ -243,5 +264,8 @@ def test(cfg: DictConfig, run_dir: Path, data_dir: Path, translator: Translator,
 def main(cfg: DictConfig) -> None:
     """Hydra entry point of ``nmt train``."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    train(cfg, run_dir)
+    try:
+        train(cfg, run_dir)
+    except NmtError as e:  # a user's mistake: one line, no traceback (Hydra would print one)
+        sys.exit(f"nmt train: error: {e}")
     print(f"run directory: {run_dir}")

@@ -2,7 +2,7 @@
 
     from nmt.translate import Translator
     translator = Translator.from_run("runs/dates")
-    [t.text for t in translator.translate(["Tuesday, 25 November 2026"])]   # ['2026-11-25']
+    [t.text for t in translator.translate(["Wednesday, 25 November 2026"])]   # ['2026-11-25']
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from nmt import NmtError, checkpoint
+from nmt.alignment import pharaoh
 from nmt.batching import make_batch, token_batches
 from nmt.model import build_model
-from nmt.search import Hypothesis, greedy_search, max_output_lengths
+from nmt.search import Hypothesis, beam_search, greedy_search, max_output_lengths
 from nmt.tokenizer import Tokenizer, load_tokenizers
 
 log = logging.getLogger(__name__)
@@ -31,13 +32,18 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Translation:
-    """A translated sentence with what it came from: pieces on both sides and attention [target, source]."""
+    """A translated sentence: its log-probability (total and per token, EOS last), the subword pieces of both
+    sides, attention [target pieces + EOS, source pieces + EOS], the word alignment in Pharaoh format, and the
+    n-best list as (text, log-probability) pairs, best first."""
 
     text: str
     score: float
+    token_scores: list[float]
     src_pieces: list[str]
     trg_pieces: list[str]
     attention: Tensor | None
+    alignment: str
+    nbest: list[tuple[str, float]]
 
 
 def load_run_config(run_dir: Path) -> DictConfig:
@@ -63,10 +69,13 @@ class Translator:
         self.max_src_length = max_src_length
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, checkpoint_name: str = "best.pt", **decode: object) -> Translator:
+    def from_run(cls, run_dir: str | Path, checkpoint_name: str = "best.pt", quantize: str | None = None,
+                 **decode: object) -> Translator:
         """Load a run directory: its config, sentencepiece model(s) and a checkpoint (``best.pt`` by default).
 
-        Keyword arguments override the run's ``decode`` settings (e.g. ``beam_size=5``).
+        ``quantize="int8"`` applies dynamic int8 quantization to the linear and fused recurrent layers (the
+        output projection, attention, bridge and encoder RNN) for faster CPU inference. Keyword arguments
+        override the run's ``decode`` settings (e.g. ``beam_size=5``).
         """
         run_dir = Path(run_dir)
         cfg = load_run_config(run_dir)
@@ -79,6 +88,10 @@ class Translator:
             raise NmtError(f"checkpoint {run_dir / checkpoint_name} does not fit the run's model: "
                            f"{str(e).splitlines()[0]}") from None
         model.eval()
+        if quantize == "int8":
+            model = torch.ao.quantization.quantize_dynamic(model, {nn.Linear, nn.GRU, nn.LSTM}, dtype=torch.qint8)
+        elif quantize is not None:
+            raise NmtError(f"unknown quantization {quantize!r} (supported: int8)")
         settings = OmegaConf.merge(cfg.decode, decode)
         return cls(model, src_tok, trg_tok, settings, cfg.data.max_length)
 
@@ -91,26 +104,44 @@ class Translator:
                 log.warning("%s: %d subwords, truncated to the model's limit of %d", where, len(ids),
                             self.max_src_length)
                 src_ids[i] = ids[: self.max_src_length]
-        hyps = self.search(src_ids)
-        texts = self.trg_tok.decode([h.tokens for h in hyps])
-        return [Translation(text, h.score, self.src_tok.pieces(s), self.trg_tok.pieces(h.tokens), h.attention)
-                for text, h, s in zip(texts, hyps, src_ids, strict=True)]
+        translations = []
+        for ids, hyps in zip(src_ids, self.search(src_ids), strict=True):
+            texts = self.trg_tok.decode([h.tokens for h in hyps])
+            best = hyps[0]
+            src_pieces, trg_pieces = self.src_tok.pieces(ids), self.trg_tok.pieces(best.tokens)
+            nbest = [(text, h.score) for text, h in zip(texts, hyps, strict=True)]
+            translations.append(Translation(texts[0], best.score, best.token_scores, src_pieces, trg_pieces,
+                                            best.attention, pharaoh(best.attention, src_pieces, trg_pieces), nbest))
+        return translations
 
     @torch.no_grad()
-    def search(self, src_ids: list[list[int]]) -> list[Hypothesis]:
-        """Decode subword id sequences in batches of similar length; results come back in input order."""
+    def search(self, src_ids: list[list[int]]) -> list[list[Hypothesis]]:
+        """Decode subword id sequences in batches of similar length; n-best lists come back in input order.
+
+        Greedy search for ``beam_size`` 1, beam search otherwise (settings from ``self.decode``).
+        """
+        d = self.decode
+        if d.nbest > d.beam_size:
+            raise NmtError(f"nbest ({d.nbest}) cannot exceed the beam size ({d.beam_size})")
         was_training = self.model.training
         self.model.eval()
-        results: list[Hypothesis | None] = [None] * len(src_ids)
-        device = next(self.model.parameters()).device
-        for indices in token_batches([len(s) for s in src_ids], None, self.decode.batch_tokens):
-            batch = make_batch([src_ids[i] for i in indices]).to(device)
-            max_lengths = max_output_lengths(batch.src_mask, self.decode.max_len_a, self.decode.max_len_b)
-            for i, hyp in zip(indices, greedy_search(self.model, batch.src, batch.src_mask, max_lengths),
-                              strict=True):
-                results[i] = hyp
+        results: list[list[Hypothesis]] = [[] for _ in src_ids]
+        for indices in token_batches([len(s) for s in src_ids], None, d.batch_tokens):
+            batch = make_batch([src_ids[i] for i in indices]).to(self.device)
+            max_lengths = max_output_lengths(batch.src_mask, d.max_len_a, d.max_len_b)
+            if d.beam_size == 1:
+                nbest = [[h] for h in greedy_search(self.model, batch.src, batch.src_mask, max_lengths)]
+            else:
+                nbest = beam_search(self.model, batch.src, batch.src_mask, max_lengths, d.beam_size, d.alpha,
+                                    d.nbest, d.min_length, d.no_repeat_ngram)
+            for i, hyps in zip(indices, nbest, strict=True):
+                results[i] = hyps
         self.model.train(was_training)
-        return results  # type: ignore[return-value]
+        return results
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
 
 def read_lines_replacing(stream: Iterable[bytes], name: str) -> Iterator[str]:
@@ -124,12 +155,26 @@ def read_lines_replacing(stream: Iterable[bytes], name: str) -> Iterator[str]:
         yield line.rstrip("\r\n")
 
 
+def format_translation(t: Translation | None, line: int, nbest: int, scores: bool) -> str:
+    """The output lines of one input line (``t`` None for a blank line): the text, or 'SCORE\\tTEXT' with
+    ``scores``, or with ``nbest`` N lines 'LINE ||| TEXT ||| SCORE'."""
+    if nbest:
+        entries = t.nbest if t is not None else []
+        entries = entries + [("", float("-inf"))] * (nbest - len(entries))  # always N lines
+        return "".join(f"{line} ||| {text} ||| {score:.4f}\n" for text, score in entries)
+    if t is None:
+        return "\n"
+    return f"{t.score:.4f}\t{t.text}\n" if scores else t.text + "\n"
+
+
 def translate_stream(translator: Translator, lines: Iterable[str], out: TextIO, name: str,
-                     chunk_lines: int = 1000, progress: bool = True) -> int:
+                     chunk_lines: int = 1000, progress: bool = True, nbest: int = 0, scores: bool = False,
+                     alignments: TextIO | None = None) -> int:
     """Translate ``lines`` chunk by chunk, writing one output line per input line, in order.
 
-    Memory stays bounded by the chunk; output of a chunk is written (and flushed) before the next is read.
-    Blank lines give blank lines. Returns the number of lines translated.
+    Memory stays bounded by the chunk; the output of a chunk is written (and flushed) before the next is read.
+    Blank lines give blank lines. ``alignments`` receives a Pharaoh line per input line. Returns the number of
+    lines translated.
     """
     start, count = time.perf_counter(), 0
     bar = tqdm(unit=" sent", disable=not progress, file=sys.stderr, dynamic_ncols=True)
@@ -140,12 +185,14 @@ def translate_stream(translator: Translator, lines: Iterable[str], out: TextIO, 
         texts = [" ".join(line.split()) for line in chunk]
         keep = [i for i, t in enumerate(texts) if t]
         names = [f"{name}:{count + i + 1}" for i in keep]
-        done = translator.translate([texts[i] for i in keep], names) if keep else []
-        outputs = [""] * len(chunk)
-        for i, t in zip(keep, done, strict=True):
-            outputs[i] = t.text
-        out.write("".join(o + "\n" for o in outputs))
+        results: list[Translation | None] = [None] * len(chunk)
+        for i, t in zip(keep, translator.translate([texts[i] for i in keep], names) if keep else [], strict=True):
+            results[i] = t
+        out.write("".join(format_translation(t, count + i, nbest, scores) for i, t in enumerate(results)))
         out.flush()
+        if alignments is not None:
+            alignments.write("".join((t.alignment if t else "") + "\n" for t in results))
+            alignments.flush()
         count += len(chunk)
         bar.update(len(chunk))
         chunk.clear()

@@ -1,0 +1,113 @@
+"""Decoding benchmark: Multi30k test_2016_flickr (1,000 sentences), greedy and beam 5, fp32 and int8, and
+JoeyNMT 2.3 decoding the same test set with an equally sized RNN, in the same invocation.
+
+    python bench/decode.py --run RUN_DIR [--joey ../shared/bench/joeynmt] [--data ../shared/data/multi30k]
+
+RUN_DIR is an nmt run trained on Multi30k de->en (e.g. `nmt train experiment=multi30k_deen_gru`). JoeyNMT's
+side runs the harness in ../shared/bench/joeynmt (`bench.sh decode rnn BEAM`, batch 64 sentences), which needs
+its venv (`setup.sh`) and a trained checkpoint (`bench.sh train rnn 600`). Each configuration runs in its own
+process under /usr/bin/time (wall time, peak RSS). "decode s" is the translation loop (tokenization, search,
+detokenization) without Python start-up and model loading; sentences/s and target tokens/s (sentencepiece pieces
+of the output, EOS excluded) are over it. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import sacrebleu
+import sentencepiece as spm
+
+
+def time_v(output: str) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) from /usr/bin/time -v."""
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", output).group(1)
+    seconds = sum(float(x) * 60**i for i, x in enumerate(reversed(wall.split(":"))))
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", output).group(1)) / 1024
+    return seconds, rss
+
+
+def measure(hyp_file: Path, ref: list[str], sp: spm.SentencePieceProcessor) -> tuple[float, int]:
+    hyps = hyp_file.read_text(encoding="utf-8").splitlines()
+    return sacrebleu.corpus_bleu(hyps, [ref]).score, sum(len(x) for x in sp.encode(hyps))
+
+
+def run_ours(run: Path, src: Path, beam: int, quantize: str | None, threads: int, batch_tokens: int,
+             out: Path) -> tuple[float, float, float]:
+    """(decode s, wall s, peak RSS MiB) of `nmt translate` in a fresh process."""
+    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "nmt", "translate", "-m", str(run), "-i", str(src),
+           "-o", str(out), "--beam", str(beam), "--threads", str(threads), "--batch-tokens", str(batch_tokens)]
+    if quantize:
+        cmd += ["--quantize", quantize]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    decode = float(re.search(r"translated \d+ lines in ([\d.]+) s", result.stderr).group(1))
+    return (decode, *time_v(result.stderr))
+
+
+def run_joey(harness: Path, beam: int, threads: int) -> tuple[float, float, float, Path]:
+    """(decode s, wall s, peak RSS MiB, hypothesis file) of the JoeyNMT harness."""
+    env = {**os.environ, "JOEY_THREADS": str(threads)}
+    result = subprocess.run(["bash", str(harness / "bench.sh"), "decode", "rnn", str(beam), "64"], env=env,
+                            capture_output=True, text=True, check=True)
+    decode = float(re.search(r"Generation took ([\d.]+)", result.stdout).group(1))
+    wall, rss = time_v(result.stdout.replace("\t", ""))
+    hyp = Path(re.search(r"-> (\S+\.hyp\.test)", result.stdout).group(1))
+    return decode, wall, rss, hyp
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, required=True, help="nmt run directory (Multi30k de->en)")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/multi30k"))
+    parser.add_argument("--joey", type=Path, help="JoeyNMT harness folder (../shared/bench/joeynmt)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-tokens", type=int, default=1100,
+                        help="source subwords per batch (1,100: about JoeyNMT's 64 sentences here)")
+    args = parser.parse_args()
+
+    from nmt.model import count_parameters
+    from nmt.translate import Translator
+
+    translator = Translator.from_run(args.run)
+    src, ref_file = args.data / "test_2016_flickr.de", args.data / "test_2016_flickr.en"
+    ref = ref_file.read_text(encoding="utf-8").splitlines()
+    sp = translator.trg_tok.sp
+    n = len(ref)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for beam in (1, 5):
+            for quantize in (None, "int8"):
+                out = Path(tmp) / f"b{beam}{quantize or ''}.hyp"
+                decode, wall, rss = run_ours(args.run, src, beam, quantize, args.threads, args.batch_tokens, out)
+                bleu, tokens = measure(out, ref, sp)
+                rows.append(("nmt", beam, quantize or "fp32", bleu, decode, n / decode, tokens / decode, wall, rss))
+        if args.joey:
+            for beam in (1, 5):
+                decode, wall, rss, hyp = run_joey(args.joey, beam, args.threads)
+                bleu, tokens = measure(hyp, ref, sp)
+                rows.append(("JoeyNMT 2.3", beam, "fp32", bleu, decode, n / decode, tokens / decode, wall, rss))
+
+    print(f"nmt model: {args.run} ({count_parameters(translator.model):,} parameters); {n} sentences, "
+          f"{args.threads} threads; target tokens counted with the nmt run's sentencepiece model\n")
+    print("| system | search | weights | BLEU | decode s | sent/s | trg tok/s | wall s | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for system, beam, weights, bleu, decode, sps, tps, wall, rss in rows:
+        search = "greedy" if beam == 1 else f"beam {beam}"
+        print(f"| {system} | {search} | {weights} | {bleu:.2f} | {decode:.1f} | {sps:.1f} | {tps:.0f} | {wall:.1f} "
+              f"| {rss:.0f} |")
+    joey = {r[1]: r[5] for r in rows if r[0] != "nmt"}
+    if joey:
+        for system, beam, weights, *rest in rows:
+            if system == "nmt":
+                print(f"speed-up over JoeyNMT, {'greedy' if beam == 1 else f'beam {beam}'} {weights}: "
+                      f"{rest[2] / joey[beam]:.2f}x sentences/s")
+
+
+if __name__ == "__main__":
+    main()

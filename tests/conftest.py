@@ -1,0 +1,44 @@
+"""Shared fixtures: configs composed with Hydra's compose API, and one small date model trained per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from nmt.train import CONF_DIR, train
+
+# A shrunken default recipe: fewer sentences and epochs, two threads (the CI machine has two cores).
+SMALL_DATES = ["data.sizes.train=10000", "data.sizes.dev=300", "data.sizes.test=500", "train.max_epochs=3",
+               "train.threads=2", "train.log_every=20"]
+
+
+def compose_config(overrides: list[str] | None = None) -> DictConfig:
+    """The training config as `nmt train OVERRIDES` would compose it."""
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=overrides or [])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nmt_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Converted and tokenised data (data.cache_dir) go to a temporary folder, not ~/.cache/nmt."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NMT_CACHE", str(tmp_path_factory.mktemp("nmt_cache")))
+        yield
+
+
+@pytest.fixture(scope="session")
+def dates_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A Bahdanau GRU trained on the date task (about 20 s): its run directory and its test scores."""
+    run_dir = tmp_path_factory.mktemp("dates_run")
+    result = train(compose_config(SMALL_DATES), run_dir)
+    return run_dir, result
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)

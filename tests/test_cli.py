@@ -1,0 +1,73 @@
+"""The `nmt` command: help with examples, files in and out, one-line errors."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def nmt(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nmt", *args], input=stdin, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("command", [[], ["translate"], ["plot-attention"], ["train"]])
+def test_help_lists_options_and_examples(command: list[str]) -> None:
+    result = nmt(*command, "--help")
+    assert result.returncode == 0
+    assert "example" in result.stdout.lower()
+    if command == ["translate"]:
+        assert "--input" in result.stdout and "--model" in result.stdout
+
+
+def test_translate_files_and_stdin(dates_run: tuple[Path, dict], tmp_path: Path) -> None:
+    run_dir, _ = dates_run
+    src = run_dir / "data" / "test.txt"
+    result = nmt("translate", "-m", str(run_dir), "-i", str(src), "-o", str(tmp_path / "out.txt"))
+    assert result.returncode == 0, result.stderr
+    hyps = (tmp_path / "out.txt").read_text().splitlines()
+    refs = (run_dir / "data" / "test.iso").read_text().splitlines()
+    assert len(hyps) == len(refs)
+    assert sum(h == r for h, r in zip(hyps, refs, strict=True)) >= 0.95 * len(refs)
+    piped = nmt("translate", "-m", str(run_dir), stdin="1 April 2020\n\n2.1.03\n")
+    assert piped.stdout == "2020-04-01\n\n2003-01-02\n"
+
+
+def test_errors_are_one_line_naming_the_file(dates_run: tuple[Path, dict], tmp_path: Path) -> None:
+    result = nmt("translate", "-m", str(tmp_path / "missing"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"nmt translate: error: run config not found: {tmp_path / 'missing' / 'config.yaml'} "
+        f"(is {tmp_path / 'missing'} a training run directory?)"]
+    run_dir, _ = dates_run
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("config.yaml", "spm.joint.model"):
+        (broken / name).write_bytes((run_dir / name).read_bytes())
+    (broken / "best.pt").write_bytes(b"\x00garbage")
+    result = nmt("translate", "-m", str(broken), stdin="1 May 2000\n")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(f"nmt translate: error: cannot read checkpoint {broken}")
+
+
+def test_plot_attention_writes_an_image(dates_run: tuple[Path, dict], tmp_path: Path) -> None:
+    out = tmp_path / "plot.png"
+    result = nmt("plot-attention", "-m", str(dates_run[0]), "--text", "the 9th of June 1984", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "1984-06-09"
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_train_prints_the_composed_config() -> None:
+    result = nmt("train", "model.hidden_size=32", "--cfg", "job")
+    assert result.returncode == 0, result.stderr
+    assert "hidden_size: 32" in result.stdout and "attention: bahdanau" in result.stdout
+
+
+def test_train_error_is_one_line(tmp_path: Path) -> None:
+    result = nmt("train", "data=multi30k_deen", f"data.dir={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"nmt train: error: data directory not found: {tmp_path / 'nowhere'} (set data.dir=...)")
+    assert "Traceback" not in result.stderr

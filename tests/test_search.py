@@ -1,0 +1,112 @@
+"""Greedy and beam search: agreement, exact scores, batch invariance, search quality, options."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from nmt.batching import make_batch
+from nmt.data import read_lines
+from nmt.search import beam_search, block_repeated_ngrams, greedy_search, length_penalty, max_output_lengths
+from nmt.tokenizer import EOS
+from nmt.translate import Translator
+from tests.test_model import small_model
+
+
+def teacher_forced_log_prob(model: torch.nn.Module, src: list[int], tokens: list[int]) -> float:
+    """log p(tokens + EOS | src) under the model, by one teacher-forced forward pass."""
+    batch = make_batch([src], [tokens])
+    logits, _ = model(batch.src, batch.src_mask, batch.trg_in)
+    return float(F.log_softmax(logits[0].detach(), -1).gather(1, batch.trg_out[0].unsqueeze(1)).sum())
+
+
+@pytest.fixture(scope="module")
+def dates_model(dates_run: tuple[Path, dict]) -> tuple[Translator, list[list[int]]]:
+    run_dir, _ = dates_run
+    translator = Translator.from_run(run_dir)
+    sources = read_lines(run_dir / "data" / "test.txt")[:64]
+    return translator, translator.src_tok.encode(sources)
+
+
+def _search(model: torch.nn.Module, sources: list[list[int]], beam: int, **options: object) -> list:
+    batch = make_batch(sources)
+    lengths = max_output_lengths(batch.src_mask, 1.5, 5)
+    if beam == 0:
+        return [[h] for h in greedy_search(model, batch.src, batch.src_mask, lengths)]
+    return beam_search(model, batch.src, batch.src_mask, lengths, beam, **options)
+
+
+SOURCES = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17], [3 + i % 15 for i in range(12)]]
+
+
+@pytest.mark.parametrize("options", [{}, {"cell": "lstm", "direction": "reverse"}, {"attention": "none"}])
+def test_beam_one_equals_greedy(options: dict) -> None:
+    model = small_model(**options)
+    greedy, beam = _search(model, SOURCES, 0), _search(model, SOURCES, 1)
+    for (g,), (b,) in zip(greedy, beam, strict=True):
+        assert b.tokens == g.tokens
+        assert b.score == pytest.approx(g.score, abs=1e-5)
+
+
+def test_beam_one_equals_greedy_on_a_trained_model(dates_model: tuple) -> None:
+    translator, sources = dates_model
+    greedy, beam = _search(translator.model, sources, 0), _search(translator.model, sources, 1)
+    assert [g[0].tokens for g in greedy] == [b[0].tokens for b in beam]
+
+
+@pytest.mark.parametrize("beam", [1, 3, 5])
+def test_reported_score_is_the_teacher_forced_log_probability(beam: int) -> None:
+    model = small_model()
+    for src, hyps in zip(SOURCES, _search(model, SOURCES, beam, nbest=beam), strict=True):
+        assert len(hyps) == beam
+        for hyp in hyps:
+            assert hyp.score == pytest.approx(teacher_forced_log_prob(model, src, hyp.tokens), abs=1e-4)
+            assert hyp.score == pytest.approx(sum(hyp.token_scores), abs=1e-4)
+            assert hyp.attention.shape == (len(hyp.tokens) + 1, len(src) + 1)
+
+
+def test_wider_beam_never_finds_a_worse_best_score() -> None:
+    model = small_model()
+    sources = [[3 + (7 * i + j) % 19 for j in range(1 + i % 9)] for i in range(40)]
+    narrow, wide = _search(model, sources, 1), _search(model, sources, 4)
+    for n, w in zip(narrow, wide, strict=True):
+        assert w[0].score >= n[0].score - 1e-5
+
+
+def test_beam_is_batch_invariant(dates_model: tuple) -> None:
+    translator, sources = dates_model
+    batched = _search(translator.model, sources, 5, alpha=1.0)
+    for src, in_batch in list(zip(sources, batched, strict=True))[::7]:
+        (alone,) = _search(translator.model, [src], 5, alpha=1.0)
+        assert alone[0].tokens == in_batch[0].tokens
+        assert alone[0].score == pytest.approx(in_batch[0].score, abs=1e-4)
+
+
+def test_nbest_lists_are_ranked_and_distinct() -> None:
+    model = small_model()
+    for hyps in _search(model, SOURCES, 4, nbest=4, alpha=0.6):
+        ranked = [h.score / length_penalty(len(h.tokens) + 1, 0.6) for h in hyps]
+        assert ranked == sorted(ranked, reverse=True)
+        assert len({tuple(h.tokens) for h in hyps}) == 4
+
+
+def test_min_length_and_max_length() -> None:
+    model = small_model()
+    for hyps in _search(model, SOURCES, 3, min_length=4):
+        assert len(hyps[0].tokens) >= 4
+    batch = make_batch(SOURCES)
+    lengths = torch.tensor([2, 3, 1, 4])
+    for hyps, limit in zip(beam_search(model, batch.src, batch.src_mask, lengths, 3), lengths.tolist(),
+                           strict=True):
+        assert len(hyps[0].tokens) + 1 <= limit
+
+
+def test_no_repeat_ngram_blocking() -> None:
+    log_probs = torch.zeros(1, 10)
+    block_repeated_ngrams(log_probs, torch.tensor([[4, 5, 6, 4]]), 2)  # "4 5" seen: 5 may not follow 4
+    assert torch.isinf(log_probs[0, 5]) and torch.isfinite(log_probs[0, [4, 6, 7, EOS]]).all()
+    model = small_model()
+    for hyps in _search(model, SOURCES, 3, no_repeat_ngram=2):
+        bigrams = list(zip(hyps[0].tokens, hyps[0].tokens[1:], strict=False))
+        assert len(bigrams) == len(set(bigrams))
