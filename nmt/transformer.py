@@ -109,11 +109,14 @@ class Layer(nn.Module):
         return x if self.pre_norm else self.norms[i](x)
 
     def feed_forward(self, x: Tensor) -> Tensor:
+        """The last sublayer: the position-wise FFN(x) = max(0, x W_1 + b_1) W_2 + b_2."""
         i = len(self.norms) - 1
         return self.leave(i, x, self.ffn(self.enter(i, x)))
 
 
 class EncoderLayer(Layer):
+    """Self-attention over the source (padding masked), then the FFN."""
+
     def __init__(self, d_model: int, num_heads: int, ff_size: int, dropout: float, norm: str,
                  activation: str) -> None:
         super().__init__(d_model, ff_size, dropout, norm, activation, sublayers=2)
@@ -126,6 +129,8 @@ class EncoderLayer(Layer):
 
 
 class DecoderLayer(Layer):
+    """Causal self-attention, cross-attention over the encoder output (padding masked), then the FFN."""
+
     def __init__(self, d_model: int, num_heads: int, ff_size: int, dropout: float, norm: str,
                  activation: str) -> None:
         super().__init__(d_model, ff_size, dropout, norm, activation, sublayers=3)

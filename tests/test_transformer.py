@@ -130,7 +130,7 @@ def test_greedy_search_follows_the_model() -> None:
 
 @pytest.mark.slow
 def test_transformer_learns_the_date_task(tmp_path: Path) -> None:
-    """About 45 s on two cores. Without a warm-up schedule, plain Adam at 3e-3 overshoots near the end:
+    """About 50 s on two cores. Without a warm-up schedule, plain Adam at 3e-3 overshoots near the end:
     halving the rate whenever dev exact match stalls (lr_patience=0) settles it; dropout 0 learns faster."""
     cfg = compose_config(["model=transformer_small", "model.dropout=0.0", "train.max_epochs=6",
                           "train.lr_patience=0", "train.threads=2"])
