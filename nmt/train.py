@@ -178,7 +178,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if tc.plot_attention > 0:
             from nmt.plot import plot_dev_attention
 
-            plot_dev_attention(translator, dev_src[: tc.plot_attention], run_dir / "attention", progress["step"])
+            plot_dev_attention(validate.translator, dev_src[: tc.plot_attention], run_dir / "attention",
+                               progress["step"])
         log.info("validation at step %d: loss %.3f ppl %.2f BLEU %.2f chrF %.2f exact %.2f%%%s (%.1f s)",
                  progress["step"], result["loss"], result["ppl"], result["bleu"], result["chrf"], result["exact"],
                  " *best*" if improved else "", time.perf_counter() - start)
