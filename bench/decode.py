@@ -1,9 +1,10 @@
-"""Decoding benchmark: Multi30k test_2016_flickr (1,000 sentences), greedy and beam 5, fp32 and int8, and
-JoeyNMT 2.3 decoding the same test set with an equally sized RNN, in the same invocation.
+"""Decoding benchmark: Multi30k test_2016_flickr (1,000 sentences), greedy and beam 5, in fp32, int8 (dynamic
+quantization) and bf16 (autocast), and JoeyNMT 2.3 decoding the same test set with an equally sized RNN, in the
+same invocation.
 
     python bench/decode.py --run RUN_DIR [--joey ../shared/bench/joeynmt] [--data ../shared/data/multi30k]
 
-RUN_DIR is an nmt run trained on Multi30k de->en (e.g. `nmt train experiment=multi30k_deen_gru`). JoeyNMT's
+RUN_DIR is an nmt run trained on Multi30k de->en (e.g. `recipes/multi30k/run.sh gru`). JoeyNMT's
 side runs the harness in ../shared/bench/joeynmt (`bench.sh decode rnn BEAM`, batch 64 sentences), which needs
 its venv (`setup.sh`) and a trained checkpoint (`bench.sh train rnn 600`). Each configuration runs in its own
 process under /usr/bin/time (wall time, peak RSS). "decode s" is the translation loop (tokenization, search,
@@ -38,13 +39,12 @@ def measure(hyp_file: Path, ref: list[str], sp: spm.SentencePieceProcessor) -> t
     return sacrebleu.corpus_bleu(hyps, [ref]).score, sum(len(x) for x in sp.encode(hyps))
 
 
-def run_ours(run: Path, src: Path, beam: int, quantize: str | None, threads: int, batch_tokens: int,
+def run_ours(run: Path, src: Path, beam: int, weights: str, threads: int, batch_tokens: int,
              out: Path) -> tuple[float, float, float]:
     """(decode s, wall s, peak RSS MiB) of `nmt translate` in a fresh process."""
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "nmt", "translate", "-m", str(run), "-i", str(src),
            "-o", str(out), "--beam", str(beam), "--threads", str(threads), "--batch-tokens", str(batch_tokens)]
-    if quantize:
-        cmd += ["--quantize", quantize]
+    cmd += ["--quantize", "int8"] if weights == "int8" else ["--precision", weights]
     result = subprocess.run(cmd, capture_output=True, text=True, check=True)
     decode = float(re.search(r"translated \d+ lines in ([\d.]+) s", result.stderr).group(1))
     return (decode, *time_v(result.stderr))
@@ -82,11 +82,11 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for beam in (1, 5):
-            for quantize in (None, "int8"):
-                out = Path(tmp) / f"b{beam}{quantize or ''}.hyp"
-                decode, wall, rss = run_ours(args.run, src, beam, quantize, args.threads, args.batch_tokens, out)
+            for weights in ("fp32", "int8", "bf16"):
+                out = Path(tmp) / f"b{beam}{weights}.hyp"
+                decode, wall, rss = run_ours(args.run, src, beam, weights, args.threads, args.batch_tokens, out)
                 bleu, tokens = measure(out, ref, sp)
-                rows.append(("nmt", beam, quantize or "fp32", bleu, decode, n / decode, tokens / decode, wall, rss))
+                rows.append(("nmt", beam, weights, bleu, decode, n / decode, tokens / decode, wall, rss))
         if args.joey:
             for beam in (1, 5):
                 decode, wall, rss, hyp = run_joey(args.joey, beam, args.threads)

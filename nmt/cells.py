@@ -89,12 +89,25 @@ class LSTMCell(Cell):
     gates = 4
     state_size = 2
 
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__(input_size, hidden_size)
+        init_forget_bias(self.bias_ih, self.bias_hh)
+
     def step(self, wx: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         h_prev, c_prev = state
         i, f, g, o = (wx + F.linear(h_prev, self.weight_hh, self.bias_hh)).chunk(4, dim=-1)
         c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         return h, c
+
+
+def init_forget_bias(bias_ih: Tensor, bias_hh: Tensor, value: float = 1.0) -> None:
+    """Start the LSTM's forget gate open, b_f = 1 (Gers et al. 2000; Jozefowicz et al. 2015), so that the cell
+    state and its gradient pass through many steps from the first update on (deep stacks learn at all)."""
+    with torch.no_grad():
+        hidden = bias_ih.numel() // 4
+        bias_ih[hidden: 2 * hidden].fill_(value)
+        bias_hh[hidden: 2 * hidden].zero_()
 
 
 CELLS: dict[str, type[Cell]] = {"rnn": RNNCell, "gru": GRUCell, "lstm": LSTMCell}

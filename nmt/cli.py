@@ -1,4 +1,5 @@
-"""The ``nmt`` command: train, translate, plot-attention, evaluate, align, evaluate-alignment, plot-metrics."""
+"""The ``nmt`` command: train, translate, plot-attention, evaluate, align, evaluate-alignment, plot-metrics,
+plot-length, average."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ commands:
   train              train a model (Hydra: any config value can be overridden as key=value)
   translate          translate a text file (or stdin) with a trained run
   plot-attention     draw the attention matrix of a translation
-  evaluate           score translations against references (BLEU, chrF, exact match)
+  evaluate           score translations against references (BLEU, chrF, TER, exact match)
+  average            average the weights of a run's last checkpoints (for translate --checkpoint)
   align              word-align given translations by forced decoding (Pharaoh format)
   evaluate-alignment score word alignments against a gold standard (AER, precision, recall)
   plot-metrics       draw training curves (loss, perplexity, BLEU) of one or more runs
+  plot-length        BLEU by source sentence length for one or more systems
 
 examples:
   nmt train                                     # the default recipe: the date task, a Bahdanau GRU
@@ -28,6 +31,7 @@ examples:
   nmt evaluate -r runs/small/data/test.iso -h test.hyp
   nmt align -m runs/small -s runs/small/data/test.txt -t runs/small/data/test.iso -o test.align
   nmt plot-metrics runs/small -o metrics.png
+  nmt average runs/small --last 5 && nmt translate -m runs/small --checkpoint averaged.pt -i test.txt
 
 `nmt COMMAND --help` describes each command.
 """
@@ -64,6 +68,8 @@ def _translate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alignments", type=Path, metavar="FILE",
                    help="also write word alignments from attention, Pharaoh format ('i-j'), a line per input line")
     p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization for faster CPU inference")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: matrix products in bfloat16 (faster on CPUs with AVX-512 BF16; default fp32)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
 
 
@@ -162,16 +168,85 @@ def _plot_metrics_parser(sub: argparse._SubParsersAction) -> None:
 
 def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "evaluate", help="score translations: BLEU, chrF, exact match (sacrebleu)", add_help=False,
+        "evaluate", help="score translations: BLEU, chrF, TER, exact match (sacrebleu)", add_help=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Score detokenized translations against references with sacrebleu (BLEU: 13a\n"
-                    "tokenization, cased; chrF), plus exact sentence match, and print sacrebleu's signature.",
+                    "tokenization, cased; chrF; TER), plus exact sentence match, and print sacrebleu's signature.",
         epilog="examples:\n"
                "  nmt evaluate -r runs/dates/data/test.iso -h runs/dates/test.hyp\n"
                "  nmt translate -m runs/m30k -i test.de | nmt evaluate -r test.en")
     p.add_argument("--help", action="help", help="show this help message and exit")
     p.add_argument("-r", "--ref", required=True, type=Path, help="reference file, one sentence per line")
     p.add_argument("-h", "--hyp", type=Path, help="translations, one per line (default: stdin)")
+
+
+def _plot_length_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "plot-length", help="BLEU by source sentence length, for one or more systems",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Group the test sentences by source length in words and score each group with sacrebleu,\n"
+                    "for each hypothesis file given (as in Bahdanau et al. 2015, Figure 2); print the table and\n"
+                    "draw one line per system.",
+        epilog="examples:\n"
+               "  nmt plot-length -s test.de -r test.en runs/gru/test.hyp runs/cho/test.hyp --labels gru,cho\n"
+               "  nmt plot-length -s test.de -r test.en a.hyp b.hyp --bins 8,12,16,20 -o length.svg")
+    p.add_argument("-s", "--src", required=True, type=Path, help="source sentences, one per line")
+    p.add_argument("-r", "--ref", required=True, type=Path, help="references, one per line")
+    p.add_argument("hyps", nargs="+", type=Path, metavar="HYP", help="translations, one file per system")
+    p.add_argument("--labels", help="comma-separated system names (default: the file names' folders)")
+    p.add_argument("--bins", default="10,15,20,25", help="upper bin edges in words (default 10,15,20,25)")
+    p.add_argument("-o", "--output", type=Path, default=Path("bleu_by_length.png"),
+                   help="image file (.png/.svg/.pdf; default bleu_by_length.png)")
+
+
+def run_plot_length(args: argparse.Namespace) -> None:
+    from nmt.data import read_lines
+    from nmt.evaluate import bleu_by_length
+    from nmt.plot import plot_bleu_by_length
+
+    labels = args.labels.split(",") if args.labels else [h.parent.name or h.stem for h in args.hyps]
+    if len(labels) != len(args.hyps):
+        raise NmtError(f"{len(labels)} labels for {len(args.hyps)} hypothesis files")
+    try:
+        edges = [int(x) for x in args.bins.split(",")]
+    except ValueError:
+        raise NmtError(f"--bins takes comma-separated word counts, got {args.bins!r}") from None
+    src, refs = read_lines(args.src), read_lines(args.ref)
+    results = {}
+    for label, hyp in zip(labels, args.hyps, strict=True):
+        hyps = read_lines(hyp)
+        if len(hyps) != len(refs) or len(src) != len(refs):
+            raise NmtError(f"{hyp} has {len(hyps)} lines, {args.src} {len(src)}, {args.ref} {len(refs)}")
+        results[label] = bleu_by_length(src, hyps, refs, edges)
+    print("\t".join(["source words", "sentences", *labels]))
+    for k, (bin_label, n, _) in enumerate(results[labels[0]]):
+        print("\t".join([bin_label, str(n), *(f"{results[x][k][2]:.2f}" for x in labels)]))
+    print(plot_bleu_by_length(results, args.output))
+
+
+def _average_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "average", help="average the weights of checkpoints", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Average the model weights of a run's last N validation checkpoints (RUN_DIR/checkpoints/,\n"
+                    "kept by train.keep_last) or of the checkpoint files given, into RUN_DIR/averaged.pt, which\n"
+                    "`nmt translate --checkpoint averaged.pt` then uses.",
+        epilog="examples:\n"
+               "  nmt average runs/m30k --last 5\n"
+               "  nmt average runs/m30k runs/m30k/checkpoints/step-9000.pt runs/m30k/checkpoints/step-10000.pt\n"
+               "  nmt translate -m runs/m30k --checkpoint averaged.pt -i test.de -o test.hyp --beam 5")
+    p.add_argument("run", type=Path, metavar="RUN_DIR", help="training run directory")
+    p.add_argument("checkpoints", nargs="*", type=Path, help="checkpoint files (default: the last N of the run)")
+    p.add_argument("--last", type=int, default=5, help="how many of the latest checkpoints (default 5)")
+    p.add_argument("-o", "--output", default="averaged.pt", help="file name in RUN_DIR (default averaged.pt)")
+
+
+def run_average(args: argparse.Namespace) -> None:
+    from nmt.checkpoint import average, save, step_checkpoints
+
+    paths = args.checkpoints or step_checkpoints(args.run)[-args.last:]
+    out = args.run / args.output
+    save(average(paths), out)
+    print(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) -> {out}")
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
@@ -182,9 +257,9 @@ def run_evaluate(args: argparse.Namespace) -> None:
     hyps = read_lines(args.hyp) if args.hyp else [line.rstrip("\r\n") for line in sys.stdin]
     if len(hyps) != len(refs):
         raise NmtError(f"{args.hyp or '<stdin>'} has {len(hyps)} lines, {args.ref} has {len(refs)}")
-    result = score(hyps, refs)
-    print(f"BLEU {result['bleu']:.2f}  chrF {result['chrf']:.2f}  exact {result['exact']:.2f}%  "
-          f"({len(refs)} sentences)  [{result['bleu_signature']}]")
+    result = score(hyps, refs, ter=True)
+    print(f"BLEU {result['bleu']:.2f}  chrF {result['chrf']:.2f}  TER {result['ter']:.2f}  "
+          f"exact {result['exact']:.2f}%  ({len(refs)} sentences)  [{result['bleu_signature']}]")
 
 
 def run_translate(args: argparse.Namespace) -> None:
@@ -199,7 +274,7 @@ def run_translate(args: argparse.Namespace) -> None:
                "batch_tokens": args.batch_tokens}
     if args.nbest and not args.beam:
         options["beam_size"] = max(args.nbest, 5)
-    translator = Translator.from_run(args.model, args.checkpoint, args.quantize,
+    translator = Translator.from_run(args.model, args.checkpoint, args.quantize, args.precision,
                                      **{k: v for k, v in options.items() if v is not None})
     if args.input is not None and not args.input.is_file():
         raise NmtError(f"input file not found: {args.input}")
@@ -330,6 +405,8 @@ def main(argv: list[str] | None = None) -> None:
     _align_parser(sub)
     _evaluate_alignment_parser(sub)
     _plot_metrics_parser(sub)
+    _average_parser(sub)
+    _plot_length_parser(sub)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -338,7 +415,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         commands = {"translate": run_translate, "plot-attention": run_plot, "evaluate": run_evaluate,
                     "align": run_align, "evaluate-alignment": run_evaluate_alignment,
-                    "plot-metrics": run_plot_metrics}
+                    "plot-metrics": run_plot_metrics, "average": run_average,
+                    "plot-length": run_plot_length}
         commands[args.command](args)
     except NmtError as e:
         sys.exit(f"nmt {args.command}: error: {e}")

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from nmt.cells import FUSED
+from nmt.cells import FUSED, init_forget_bias
 
 DIRECTIONS = ("bi", "reverse", "forward")
 
@@ -39,6 +39,10 @@ class RecurrentEncoder(nn.Module):
         self.output_size = self.num_directions * hidden_size
         self.rnn = FUSED[cell](input_size, hidden_size, num_layers, batch_first=True,
                                bidirectional=direction == "bi", dropout=dropout if num_layers > 1 else 0.0)
+        if cell == "lstm":
+            for name, bias_ih in self.rnn.named_parameters():
+                if name.startswith("bias_ih"):
+                    init_forget_bias(bias_ih, getattr(self.rnn, name.replace("bias_ih", "bias_hh")))
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Embedded source ``x`` [B, S, E], ``mask`` [B, S] -> annotations [B, S, D*H], final state [B, D*H].

@@ -202,3 +202,18 @@ def plot_metrics(run_dirs: list[Path], path: Path, labels: list[str] | None = No
     ppl_ax.yaxis.set_major_formatter(LogFormatter())
     ppl_ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
     return _save(fig, path, None)
+
+
+def plot_bleu_by_length(results: dict[str, list[tuple[str, int, float]]], path: Path) -> Path:
+    """BLEU against source sentence length, one line per system (``nmt.evaluate.bleu_by_length`` rows)."""
+    if path.suffix.lower() not in FORMATS:
+        raise NmtError(f"cannot write {path}: the image format follows the suffix, one of {', '.join(FORMATS)}")
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    for k, (name, rows) in enumerate(results.items()):
+        ax.plot([f"{label}\n({n})" for label, n, _ in rows], [b for _, _, b in rows], marker="o", color=f"C{k % 10}",
+                label=name)
+    ax.set_xlabel("source sentence length in words (sentences)")
+    ax.set_ylabel("BLEU")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    return _save(fig, path, "BLEU by source sentence length")

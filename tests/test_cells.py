@@ -33,3 +33,18 @@ def test_gru_cell_runs_like_fused_gru_layer() -> None:
         state = cell(x[:, t], state)
         outputs.append(state[0])
     torch.testing.assert_close(torch.stack(outputs, 1), layer(x)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_lstm_forget_gates_start_open() -> None:
+    """b_f = 1 in the decoder's cells and in every layer and direction of the fused encoder LSTM; other biases
+    keep their uniform initialisation."""
+    from nmt.encoder import RecurrentEncoder
+
+    cell = CELLS["lstm"](7, 5)
+    assert torch.equal(cell.bias_ih[5:10] + cell.bias_hh[5:10], torch.ones(5))
+    assert not torch.equal(cell.bias_ih[:5], torch.ones(5))
+    encoder = RecurrentEncoder("lstm", 4, 6, num_layers=2, direction="bi")
+    for name, bias in encoder.rnn.named_parameters():
+        if name.startswith("bias_ih"):
+            other = getattr(encoder.rnn, name.replace("bias_ih", "bias_hh"))
+            assert torch.equal(bias[6:12] + other[6:12], torch.ones(6)), name

@@ -12,7 +12,8 @@ def nmt(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-@pytest.mark.parametrize("command", [[], ["translate"], ["plot-attention"], ["train"]])
+@pytest.mark.parametrize("command", [[], ["translate"], ["plot-attention"], ["train"], ["average"], ["plot-length"],
+                                     ["evaluate"]])
 def test_help_lists_options_and_examples(command: list[str]) -> None:
     result = nmt(*command, "--help")
     assert result.returncode == 0
@@ -71,3 +72,14 @@ def test_train_error_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines()[-1] == (
         f"nmt train: error: data directory not found: {tmp_path / 'nowhere'} (set data.dir=...)")
     assert "Traceback" not in result.stderr
+
+
+def test_average_command_writes_a_checkpoint_translate_uses(dates_run: tuple[Path, dict], tmp_path: Path) -> None:
+    run_dir, _ = dates_run
+    result = nmt("average", str(run_dir), "--last", "2", "-o", "last2.pt")
+    assert result.returncode == 0, result.stderr
+    assert "averaged 2 checkpoints" in result.stdout and (run_dir / "last2.pt").is_file()
+    out = nmt("translate", "-m", str(run_dir), "--checkpoint", "last2.pt", stdin="25 November 2026\n")
+    assert out.stdout == "2026-11-25\n"
+    missing = nmt("average", str(tmp_path))
+    assert missing.returncode != 0 and "no checkpoints in" in missing.stderr

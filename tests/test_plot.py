@@ -137,3 +137,21 @@ def test_plot_attention_command_labels(dates_run: tuple[Path, dict], tmp_path: P
     assert pieces == (["▁Wednesday", ",", "▁", "2", "5", "▁November", "▁", "2", "0", "2", "6", "</s>"],
                       ["▁", "2", "0", "2", "6", "-", "1", "1", "-", "2", "5", "</s>"])
     assert by_words == (["Wednesday,", "25", "November", "2026", "</s>"], ["2026-11-25", "</s>"])
+
+
+def test_bleu_by_length_command(tmp_path: Path, figures: list[Any], capsys: pytest.CaptureFixture) -> None:
+    src = ["ein Hund", "eine Katze sitzt auf der Matte", "ein roter Ball"]
+    ref = ["a dog runs across the green grass", "a cat sits on the mat", "a red ball lies on the floor"]
+    (tmp_path / "src").write_text("\n".join(src) + "\n")
+    (tmp_path / "ref").write_text("\n".join(ref) + "\n")
+    (tmp_path / "good.hyp").write_text("\n".join(ref) + "\n")
+    (tmp_path / "bad.hyp").write_text(f"{ref[0]}\nnothing here matches\n{ref[2]}\n")
+    main(["plot-length", "-s", str(tmp_path / "src"), "-r", str(tmp_path / "ref"), str(tmp_path / "good.hyp"),
+          str(tmp_path / "bad.hyp"), "--labels", "good,bad", "--bins", "3", "-o", str(tmp_path / "len.png")])
+    table = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert table[0] == ["source words", "sentences", "good", "bad"]
+    assert table[1] == ["<= 3", "2", "100.00", "100.00"] and table[2] == ["> 3", "1", "100.00", "0.00"]
+    assert (tmp_path / "len.png").read_bytes()[:4] == b"\x89PNG"
+    (ax,) = figures[0].axes
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["good", "bad"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["<= 3\n(2)", "> 3\n(1)"]

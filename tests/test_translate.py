@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from nmt import NmtError
 from nmt.translate import Translator, read_lines_replacing, translate_stream
 
 
@@ -77,3 +78,15 @@ def test_invalid_utf8_is_replaced_and_named(caplog: pytest.LogCaptureFixture) ->
 def test_int8_quantized_model_still_translates(dates_run: tuple[Path, dict]) -> None:
     quantized = Translator.from_run(dates_run[0], quantize="int8")
     assert [t.text for t in quantized.translate(["4 July 1976", "12/31/2049"])] == ["1976-07-04", "2049-12-31"]
+
+
+def test_bf16_translation_agrees_with_fp32(dates_run: tuple[Path, dict]) -> None:
+    """bfloat16 matrix products: the same translations of held-out dates, and scores close to fp32's."""
+    run_dir, _ = dates_run
+    src = (run_dir / "data" / "test.txt").read_text().splitlines()[:100]
+    fp32 = Translator.from_run(run_dir, beam_size=5).translate(src)
+    bf16 = Translator.from_run(run_dir, precision="bf16", beam_size=5).translate(src)
+    assert sum(a.text == b.text for a, b in zip(fp32, bf16, strict=True)) >= 98
+    assert max(abs(a.score - b.score) for a, b in zip(fp32, bf16, strict=True) if a.text == b.text) < 0.1
+    with pytest.raises(NmtError, match="unknown precision"):
+        Translator.from_run(run_dir, precision="fp8")

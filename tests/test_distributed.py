@@ -1,0 +1,78 @@
+"""Multi-process training with DistributedDataParallel on gloo: ranks stay identical and match one process."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from nmt import checkpoint, distributed
+from nmt.train import train_update
+from tests.conftest import SMALL_DATES
+from tests.test_train import TOY_TRAIN, _toy_data, _toy_model
+
+BATCHES = [[list(range(0, 11))], [list(range(11, 24))], [list(range(3, 20))]]  # one batch per update
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    rank, world = distributed.setup(torch.device("cpu"))
+    train_set, trg_lengths = _toy_data()
+    model = _toy_model()
+    ddp = nn.parallel.DistributedDataParallel(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    worst = 0.0
+    for group in BATCHES:
+        train_update(ddp, optimizer, train_set, group, trg_lengths, TOY_TRAIN, rank, world)
+        flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+        copies = [torch.empty_like(flat) for _ in range(world)]
+        dist.all_gather(copies, flat)
+        worst = max(worst, max((c - flat).abs().max().item() for c in copies))
+    if rank == 0:
+        torch.save({"model": model.state_dict(), "worst": worst}, out)
+    distributed.shutdown()
+
+
+def test_two_gloo_ranks_stay_identical_and_match_one_process(tmp_path: Path) -> None:
+    """Each rank trains on its half of every batch; after every update the ranks hold the same parameters, and
+    those of one process on the whole batches (up to float summation order in the all-reduce: 1e-5)."""
+    out = tmp_path / "ranks.pt"
+    mp.spawn(_rank, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    result = torch.load(out, weights_only=True)
+    assert result["worst"] == 0.0
+    train_set, trg_lengths = _toy_data()
+    single = _toy_model()
+    optimizer = torch.optim.SGD(single.parameters(), lr=1.0)
+    for group in BATCHES:
+        train_update(single, optimizer, train_set, group, trg_lengths, TOY_TRAIN)
+    for name, value in single.state_dict().items():
+        torch.testing.assert_close(result["model"][name], value, rtol=1e-5, atol=1e-5, msg=name)
+    assert not torch.equal(single.state_dict()["output.weight"], _toy_model().state_dict()["output.weight"])
+
+
+def test_torchrun_trains_with_two_processes_and_rank_0_writes(tmp_path: Path) -> None:
+    run_dir = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(_free_port()),
+           "-m", "nmt", "train", *SMALL_DATES, "data.sizes.train=1000", "train.max_steps=8", "train.threads=1",
+           "train.validate_every=4", "train.plot_attention=0", "model.emb_size=16", "model.hidden_size=16",
+           "model.decoder_hidden_size=16", "model.attention_size=16", f"hydra.run.dir={run_dir}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("run directory:") == 1 and done.stdout.count("test (") == 1
+    assert "2 processes" in done.stderr
+    last = checkpoint.load(run_dir / "last.pt")
+    assert last["progress"]["step"] == 8 and last["progress"]["finished"]
+    assert len(last["rng"]) == 2  # both ranks' random states, for an exact resume
+    assert [p.name for p in sorted((run_dir / "checkpoints").glob("*.pt"))] == ["step-4.pt", "step-8.pt"]
