@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -418,5 +419,9 @@ def main(argv: list[str] | None = None) -> None:
                     "plot-metrics": run_plot_metrics, "average": run_average,
                     "plot-length": run_plot_length}
         commands[args.command](args)
+        sys.stdout.flush()
     except NmtError as e:
         sys.exit(f"nmt {args.command}: error: {e}")
+    except BrokenPipeError:  # the reader of stdout left (`nmt align ... | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)

@@ -83,3 +83,12 @@ def test_average_command_writes_a_checkpoint_translate_uses(dates_run: tuple[Pat
     assert out.stdout == "2026-11-25\n"
     missing = nmt("average", str(tmp_path))
     assert missing.returncode != 0 and "no checkpoints in" in missing.stderr
+
+
+def test_a_closed_output_pipe_ends_quietly(tmp_path: Path) -> None:
+    (tmp_path / "ref.txt").write_text("a small test\n")
+    process = subprocess.Popen([sys.executable, "-m", "nmt", "evaluate", "-r", str(tmp_path / "ref.txt"), "-h",
+                                str(tmp_path / "ref.txt")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # as `nmt ... | head` does once it has its lines
+    assert process.wait(timeout=300) == 141
+    assert process.stderr.read() == b""

@@ -1,5 +1,6 @@
 """The Multi30k recipe script end to end on the real data (../shared/data/multi30k, or $NMT_MULTI30K), shrunk
-to a small model and a two-minute budget: train, average, beam-search the test set, score, plot."""
+to a small model and a two-minute budget: train, average, beam-search the test set, score, plot; then the
+BLEU-by-length comparison script on that run."""
 
 import os
 import re
@@ -36,3 +37,15 @@ def test_multi30k_recipe_learns_german_to_english(tmp_path: Path) -> None:
                  "attention.png"):
         assert (run / name).is_file(), name
     assert len((run / "test_2016_flickr.best.hyp").read_text().splitlines()) == 1000
+
+    compared = subprocess.run(["bash", str(ROOT / "recipes/multi30k/compare.sh"), "de-en", str(tmp_path / "length.png"),
+                               str(run)], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert compared.returncode == 0, compared.stderr[-3000:]
+    *table, image = compared.stdout.splitlines()
+    assert image == str(tmp_path / "length.png")
+    rows = [line.split("\t") for line in table]
+    assert rows[0] == ["source words", "sentences", "gru"]
+    assert [r[0] for r in rows[1:]] == ["<= 7", "8-9", "10-11", "12-13", "14-16", "17-20", "> 20"]
+    assert sum(int(r[1]) for r in rows[1:]) == 1000
+    assert all(0.0 <= float(r[2]) <= 100.0 for r in rows[1:]) and max(float(r[2]) for r in rows[1:]) >= 6.0
+    assert (tmp_path / "length.png").stat().st_size > 10_000
