@@ -37,10 +37,10 @@ def bleu_by_length(sources: Sequence[str], hypotheses: Sequence[str], references
     for each non-empty bin."""
     if not len(sources) == len(hypotheses) == len(references):
         raise ValueError(f"{len(sources)} sources, {len(hypotheses)} hypotheses, {len(references)} references")
-    bounds = [0, *edges, None]
+    lengths = [len(s.split()) for s in sources]
     rows = []
-    for lo, hi in itertools.pairwise(bounds):
-        idx = [i for i, s in enumerate(sources) if len(s.split()) > lo and (hi is None or len(s.split()) <= hi)]
+    for lo, hi in itertools.pairwise([0, *edges, None]):
+        idx = [i for i, n in enumerate(lengths) if n > lo and (hi is None or n <= hi)]
         if idx:
             label = f"> {lo}" if hi is None else (f"<= {hi}" if lo == 0 else f"{lo + 1}-{hi}")
             bleu = sacrebleu.metrics.BLEU().corpus_score([hypotheses[i] for i in idx], [[references[i] for i in idx]])

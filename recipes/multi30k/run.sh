@@ -29,7 +29,6 @@ for weights in best averaged; do
   echo "$weights.pt, beam 5, $test.$src-$trg:"
   nmt evaluate -r "$data/$test.$trg" -h "$run/$test.$weights.hyp"
 done
-case $design in
-  cho|sutskever) ;;  # a fixed context: no attention to draw
-  *) nmt plot-attention -m "$run" -i "$data/$test.$src" --line 7 -o "$run/attention.png" ;;
-esac
+if ! grep -q '^  attention: none$' "$run/config.yaml"; then  # a fixed-context model has no attention to draw
+  nmt plot-attention -m "$run" -i "$data/$test.$src" --line 7 -o "$run/attention.png"
+fi
