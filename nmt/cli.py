@@ -348,9 +348,10 @@ def run_plot(args: argparse.Namespace) -> None:
 
 
 def run_align(args: argparse.Namespace) -> None:
-    from nmt.alignment import forced_attention, pharaoh
+    from nmt.alignment import forced_attention
     from nmt.data import read_parallel
     from nmt.translate import Translator
+    from nmt.words import pharaoh
 
     sources, targets = read_parallel(args.source, args.target)
     translator = Translator.from_run(args.model, args.checkpoint)

@@ -19,8 +19,8 @@ from omegaconf import OmegaConf
 from torch import Tensor
 
 from nmt import NmtError
-from nmt.alignment import WORD_START, word_attention, words
 from nmt.translate import Translator
+from nmt.words import WORD_START, word_attention, words
 
 EOS_LABEL = "</s>"
 FORMATS = (".png", ".svg", ".pdf")
@@ -100,7 +100,7 @@ def plot_attention_grid(weights: Tensor, src_tokens: list[str], trg_tokens: list
 
 def to_words(weights: Tensor, src_pieces: list[str], trg_pieces: list[str]) -> tuple[Tensor, list[str], list[str]]:
     """Merge subword attention [..., target pieces + EOS, source pieces + EOS] into words (sum over a source word's
-    pieces, average over a target word's pieces: ``nmt.alignment.word_attention``); EOS stays a word of its own.
+    pieces, average over a target word's pieces: ``nmt.words.word_attention``); EOS stays a word of its own.
     Returns the word attention and the detokenized words of both sides."""
     src = [*src_pieces, WORD_START + EOS_LABEL]
     trg = [*trg_pieces, WORD_START + EOS_LABEL][: weights.size(-2)]

@@ -21,11 +21,11 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from nmt import NmtError, checkpoint
-from nmt.alignment import pharaoh
 from nmt.batching import make_batch, token_batches
 from nmt.model import build_model
 from nmt.search import Hypothesis, beam_search, greedy_search, max_output_lengths
 from nmt.tokenizer import Tokenizer, load_tokenizers
+from nmt.words import pharaoh
 
 log = logging.getLogger(__name__)
 

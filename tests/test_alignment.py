@@ -7,18 +7,10 @@ import pytest
 import torch
 
 from nmt import NmtError, dates
-from nmt.alignment import (
-    WORD_START,
-    forced_attention,
-    pharaoh,
-    read_gold,
-    score_alignments,
-    word_attention,
-    word_ids,
-    words,
-)
+from nmt.alignment import forced_attention, read_gold, score_alignments
 from nmt.transformer import TransformerSeq2Seq
 from nmt.translate import Translator
+from nmt.words import WORD_START, pharaoh, word_attention, word_ids, words
 
 
 def test_word_ids_follow_word_start_markers() -> None:
