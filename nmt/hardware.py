@@ -1,0 +1,251 @@
+"""The machine nmt runs on, and the choices that depend on it: the device, the precision of matrix products
+(``precision: auto``), the CPU threads, and what int8 quantization can offer.
+
+``auto`` precision is bf16 only where this hardware runs bf16 matrix products faster than fp32:
+
+- a CUDA GPU with native bf16: compute capability 8.0 or newer (Ampere, Hopper, ...);
+- a CPU with AMX (``amx_bf16``: Xeon Sapphire Rapids and later), whose bf16 tiles are many times fp32;
+- a CPU with AVX512-BF16 but no AMX, *if a short measurement says so*: the flag alone does not (a Zen 4 runs bf16
+  products at 2.7x fp32; an Intel Xeon VM that shows the flag but hides AMX at 0.6x). The measurement takes about
+  half a second and is cached in ``$NMT_CACHE/hardware.json`` (default ``~/.cache/nmt``), keyed by CPU model,
+  flags, torch version and thread count.
+
+Everything else gets fp32: x86 CPUs without bf16 instructions (Cascade Lake emulates bf16 at a quarter of fp32
+speed, although torch's own "mkldnn bf16 supported" check says yes), ARM, and any CPU whose flags cannot be read
+(macOS, Windows).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from nmt import NmtError
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "bf16")
+FLAGS_THAT_MATTER = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+BF16_MARGIN = 1.2  # bf16 must measure at least this many times the fp32 speed to be chosen
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What decides speed: the CPU (model, architecture, instruction-set flags, cores this process may use) and
+    the CUDA GPUs (name, compute capability)."""
+
+    cpu: str
+    arch: str
+    system: str
+    flags: frozenset[str] = frozenset()
+    cores: int = 1
+    gpus: tuple[tuple[str, tuple[int, int]], ...] = ()
+
+    @property
+    def x86(self) -> bool:
+        return self.arch.lower() in ("x86_64", "amd64", "i686", "i386")
+
+    def describe(self) -> str:
+        """One line for logs and benchmark tables."""
+        flags = " ".join(f for f in FLAGS_THAT_MATTER if f in self.flags) or "none of note"
+        gpus = ", ".join(f"{name} (compute {major}.{minor})" for name, (major, minor) in self.gpus) or "none"
+        return (f"CPU {self.cpu} ({self.arch}, {self.system}), {self.cores} cores usable, flags: {flags}; "
+                f"GPU: {gpus}; torch {torch.__version__}")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity where the OS has one (taskset, cgroups), else all."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _cpuinfo() -> tuple[str, frozenset[str]]:
+    """CPU model and flags from /proc/cpuinfo (Linux); elsewhere the platform's name and no flags."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return platform.processor() or "unknown", frozenset()
+    model, flags = "", frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware", "cpu model") and not model:
+            model = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = frozenset(value.split())
+    return model or platform.processor() or "unknown", flags
+
+
+@functools.cache
+def machine() -> Machine:
+    """This machine, read once per process."""
+    cpu, flags = _cpuinfo()
+    gpus = tuple((torch.cuda.get_device_name(i), torch.cuda.get_device_capability(i))
+                 for i in range(torch.cuda.device_count())) if torch.cuda.is_available() else ()
+    return Machine(cpu, platform.machine() or "unknown", platform.system() or "unknown", flags, usable_cores(), gpus)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: this rank's GPU when there is one (LOCAL_RANK under torchrun), else the CPU; or ``cpu``, ``cuda``,
+    ``cuda:N``, checked against what this machine has."""
+    if name == "auto":
+        return torch.device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise NmtError(f"unknown device {name!r}: choose auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise NmtError(f"unsupported device {name!r}: choose auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise NmtError(f"device {name!r}: this machine has no CUDA GPU (torch {torch.__version__}); use cpu")
+        if device.index is not None and device.index >= count:
+            raise NmtError(f"device {name!r}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
+    return device
+
+
+def cache_file() -> Path:
+    """Where measurements are kept: ``$NMT_CACHE/hardware.json`` (default ``~/.cache/nmt``)."""
+    return Path(os.environ.get("NMT_CACHE") or "~/.cache/nmt").expanduser() / "hardware.json"
+
+
+def measure_bf16_speedup(threads: int, seconds: float = 0.5) -> float:
+    """bf16 over fp32 matrix-product speed on this CPU, on shapes like a recurrent model's (a batch of decoder
+    steps, an output projection); both precisions timed alternately, the best of several rounds each."""
+    shapes = [(128, 1024, 1536), (512, 512, 4096)]
+    best = {torch.float32: float("inf"), torch.bfloat16: float("inf")}
+    with _threads(threads):
+        tensors = {dt: [(torch.randn(m, k, dtype=dt), torch.randn(k, n, dtype=dt)) for m, k, n in shapes]
+                   for dt in best}
+        deadline = time.perf_counter() + seconds
+        rounds = 0
+        while rounds < 3 or (time.perf_counter() < deadline and rounds < 50):
+            for dt, pairs in tensors.items():
+                start = time.perf_counter()
+                for x, w in pairs:
+                    x @ w
+                best[dt] = min(best[dt], time.perf_counter() - start)
+            rounds += 1
+    return best[torch.float32] / best[torch.bfloat16]
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """Run a block with ``n`` intra-op threads, then restore the previous count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def cached_bf16_speedup(m: Machine, threads: int,
+                        measure: Callable[[int], float] = measure_bf16_speedup) -> tuple[float, bool]:
+    """The bf16 speed-up of this CPU at ``threads`` threads, measured once and cached; (speed-up, from cache)."""
+    flags = hashlib.sha256(" ".join(sorted(m.flags)).encode()).hexdigest()[:16]
+    key = f"{m.cpu}|flags {flags}|torch {torch.__version__}|{threads} threads"
+    path = cache_file()
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(entries, dict):
+            entries = {}
+    except (OSError, ValueError):
+        entries = {}
+    if isinstance(entries.get(key), (int, float)):
+        return float(entries[key]), True
+    speedup = measure(threads)
+    entries[key] = round(speedup, 3)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(entries, indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:  # a read-only home: measure again next time
+        log.debug("cannot cache the bf16 measurement in %s: %s", path, e)
+    return speedup, False
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The precision of matrix products, and why it was chosen."""
+
+    name: str
+    reason: str = field(compare=False)
+
+    @property
+    def bf16(self) -> bool:
+        return self.name == "bf16"
+
+    def autocast(self, device: torch.device) -> torch.autocast:
+        """The autocast context that runs matrix products in this precision (weights stay fp32)."""
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+
+def resolve_precision(requested: str, device: torch.device, m: Machine | None = None, threads: int | None = None,
+                      measure: Callable[[int], float] = measure_bf16_speedup) -> Precision:
+    """``fp32`` or ``bf16`` as asked (with a warning where bf16 is emulated), or what ``auto`` picks for ``device``
+    on machine ``m`` (this one by default; injectable, with ``measure``, for tests)."""
+    if requested not in PRECISIONS:
+        raise NmtError(f"unknown precision {requested!r}: choose {', '.join(PRECISIONS)}")
+    if requested == "fp32":
+        return Precision("fp32", "fp32 as requested")
+    native, why = _native_bf16(device, m or machine(), threads or torch.get_num_threads(), measure)
+    if requested == "bf16":
+        if not native:
+            log.warning("bf16 as requested, but %s: fp32 would be faster here", why)
+        return Precision("bf16", "bf16 as requested")
+    return Precision("bf16" if native else "fp32", why)
+
+
+def _native_bf16(device: torch.device, m: Machine, threads: int,
+                 measure: Callable[[int], float]) -> tuple[bool, str]:
+    if device.type == "cuda":
+        name, (major, minor) = m.gpus[device.index or 0] if m.gpus else ("this GPU", (0, 0))
+        if major >= 8:
+            return True, f"{name} (compute capability {major}.{minor}) has native bf16"
+        return False, f"{name} (compute capability {major}.{minor}) has no native bf16 (needs 8.0, Ampere)"
+    if device.type != "cpu":
+        return False, f"no bf16 decision for device type {device.type}"
+    if not m.x86:
+        return False, f"{m.arch} CPU: bf16 is not known to be faster than fp32 there"
+    if "amx_bf16" in m.flags:
+        return True, f"{m.cpu} has AMX (bf16 tiles)"
+    if "avx512_bf16" not in m.flags:
+        return False, f"{m.cpu} has no AVX512-BF16 or AMX: bf16 products are emulated"
+    speedup, cached = cached_bf16_speedup(m, threads, measure)
+    how = f"measured {speedup:.2f}x fp32{' (cached)' if cached else ''}"
+    if speedup >= BF16_MARGIN:
+        return True, f"{m.cpu} has AVX512-BF16 and its bf16 matrix products {how}"
+    return False, f"{m.cpu} has AVX512-BF16, but its bf16 matrix products {how}"
+
+
+def int8_engine(device: torch.device, m: Machine | None = None) -> str:
+    """The quantized engine for ``--quantize int8`` (dynamic int8 quantization of linear and recurrent layers), and a
+    line on where it helps; a one-line error where it cannot run."""
+    if device.type != "cpu":
+        raise NmtError(f"--quantize int8 runs on the CPU only (dynamic quantization), not on {device}")
+    m = m or machine()
+    engines = torch.backends.quantized.supported_engines
+    engine = next((e for e in ("x86", "fbgemm", "qnnpack") if e in engines), None)
+    if engine is None:
+        raise NmtError(f"--quantize int8: this torch build has no quantized engine ({', '.join(engines)})")
+    torch.backends.quantized.engine = engine
+    if m.x86 and ({"avx512_vnni", "avx_vnni", "amx_int8"} & m.flags):
+        return f"int8 ({engine}): this CPU has int8 dot-product instructions (VNNI), where int8 is usually faster"
+    if m.x86:
+        return f"int8 ({engine}): this CPU has no VNNI; int8 may be little faster than fp32: measure (bench/decode.py)"
+    return f"int8 ({engine}): on {m.arch}, measure whether int8 helps (bench/decode.py)"
