@@ -1,15 +1,17 @@
 """Decoding benchmark: Multi30k test_2016_flickr (1,000 sentences), greedy and beam 5, in fp32, int8 (dynamic
 quantization) and bf16 (autocast), and JoeyNMT 2.3 decoding the same test set with an equally sized RNN, in the
-same invocation.
+same invocation. The table starts with the machine (CPU model, the flags that matter, cores, GPU, torch).
 
     python bench/decode.py --run RUN_DIR [--joey ../shared/bench/joeynmt] [--data ../shared/data/multi30k]
 
 RUN_DIR is an nmt run trained on Multi30k de->en (e.g. `recipes/multi30k/run.sh gru`). JoeyNMT's
 side runs the harness in ../shared/bench/joeynmt (`bench.sh decode rnn BEAM`, batch 64 sentences), which needs
-its venv (`setup.sh`) and a trained checkpoint (`bench.sh train rnn 600`). Each configuration runs in its own
-process under /usr/bin/time (wall time, peak RSS). "decode s" is the translation loop (tokenization, search,
-detokenization) without Python start-up and model loading; sentences/s and target tokens/s (sentencepiece pieces
-of the output, EOS excluded) are over it. Prints a Markdown table.
+its venv (`setup.sh`) and a checkpoint: the harness's `rnn` config trained for --joey-updates updates (default 600,
+trained once and kept in its work folder as models/rnn_decode), or the one JOEY_CKPT names. An under-trained
+JoeyNMT model writes outputs of other lengths than a trained one: compare target tokens/s as well as sentences/s.
+Each configuration runs in its own process under /usr/bin/time (wall time, peak RSS). "decode s" is the
+translation loop (tokenization, search, detokenization) without Python start-up and model loading; sentences/s and
+target tokens/s (sentencepiece pieces of the output, EOS excluded) are over it. Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -22,16 +24,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import joeyharness
 import sacrebleu
 import sentencepiece as spm
 
-
-def time_v(output: str) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) from /usr/bin/time -v."""
-    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", output).group(1)
-    seconds = sum(float(x) * 60**i for i, x in enumerate(reversed(wall.split(":"))))
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", output).group(1)) / 1024
-    return seconds, rss
+from nmt.hardware import machine
 
 
 def measure(hyp_file: Path, ref: list[str], sp: spm.SentencePieceProcessor) -> tuple[float, int]:
@@ -47,18 +44,19 @@ def run_ours(run: Path, src: Path, beam: int, weights: str, threads: int, batch_
     cmd += ["--quantize", "int8"] if weights == "int8" else ["--precision", weights]
     result = subprocess.run(cmd, capture_output=True, text=True, check=True)
     decode = float(re.search(r"translated \d+ lines in ([\d.]+) s", result.stderr).group(1))
-    return (decode, *time_v(result.stderr))
+    return decode, joeyharness.wall_seconds(result.stderr), joeyharness.peak_rss_mib(result.stderr)
 
 
-def run_joey(harness: Path, beam: int, threads: int) -> tuple[float, float, float, Path]:
-    """(decode s, wall s, peak RSS MiB, hypothesis file) of the JoeyNMT harness."""
-    env = {**os.environ, "JOEY_THREADS": str(threads)}
-    result = subprocess.run(["bash", str(harness / "bench.sh"), "decode", "rnn", str(beam), "64"], env=env,
-                            capture_output=True, text=True, check=True)
-    decode = float(re.search(r"Generation took ([\d.]+)", result.stdout).group(1))
-    wall, rss = time_v(result.stdout.replace("\t", ""))
-    hyp = Path(re.search(r"-> (\S+\.hyp\.test)", result.stdout).group(1))
-    return decode, wall, rss, hyp
+def joey_checkpoint(harness: Path, updates: int, threads: int) -> Path:
+    """JOEY_CKPT, or a checkpoint of the harness's `rnn` config after ``updates`` updates (trained once)."""
+    if os.environ.get("JOEY_CKPT"):
+        return Path(os.environ["JOEY_CKPT"])
+    work = Path(os.environ.get("JOEY_WORK", Path.home() / ".cache/joeybench"))
+    checkpoint = work / "models" / "rnn_decode" / f"{updates}.ckpt"
+    if not checkpoint.is_file():
+        print(f"JoeyNMT: training {updates} updates for its checkpoint ...", file=sys.stderr)
+        joeyharness.train(harness, "rnn_decode", updates, threads, validate_at_end=True)
+    return checkpoint
 
 
 def main() -> None:
@@ -67,6 +65,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/multi30k"))
     parser.add_argument("--joey", type=Path, help="JoeyNMT harness folder (../shared/bench/joeynmt)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--joey-updates", type=int, default=600,
+                        help="updates of the JoeyNMT model that decodes (a multiple of 100; default 600)")
     parser.add_argument("--batch-tokens", type=int, default=1100,
                         help="source subwords per batch (1,100: about JoeyNMT's 64 sentences here)")
     args = parser.parse_args()
@@ -88,11 +88,13 @@ def main() -> None:
                 bleu, tokens = measure(out, ref, sp)
                 rows.append(("nmt", beam, weights, bleu, decode, n / decode, tokens / decode, wall, rss))
         if args.joey:
+            checkpoint = joey_checkpoint(args.joey, args.joey_updates, args.threads)
             for beam in (1, 5):
-                decode, wall, rss, hyp = run_joey(args.joey, beam, args.threads)
+                decode, wall, rss, hyp = joeyharness.decode(args.joey, checkpoint, beam, args.threads)
                 bleu, tokens = measure(hyp, ref, sp)
                 rows.append(("JoeyNMT 2.3", beam, "fp32", bleu, decode, n / decode, tokens / decode, wall, rss))
 
+    print(f"machine: {machine().describe()}")
     print(f"nmt model: {args.run} ({count_parameters(translator.model):,} parameters); {n} sentences, "
           f"{args.threads} threads; target tokens counted with the nmt run's sentencepiece model\n")
     print("| system | search | weights | BLEU | decode s | sent/s | trg tok/s | wall s | peak RSS MiB |")

@@ -3,6 +3,9 @@ data with the same sizes, in one invocation (so the ratio is measured on the sam
 
     python bench/train_speed.py [--updates 300] [--warmup 30] [--precisions fp32,bf16] [--joey DIR]
 
+Every table starts with the machine (CPU model, the flags that matter, usable cores, GPU, torch) and the threads.
+Budgets and timing windows are counted in updates, not seconds, so that a slower machine gives a figure, later.
+
 nmt: `experiment=multi30k_gru` (bi-GRU 2x256, GRU decoder 512, emb 256, Bahdanau attention 256, input feeding,
 bridge, joint BPE 8k, batches of 2,000 padded tokens). Each precision runs in its own process: WARMUP updates,
 then UPDATES timed updates through the training code's own `train_update` (forward, backward, clipping, Adam,
@@ -15,17 +18,18 @@ forward + backward = 3x forward; 1 multiply-add = 2 FLOPs. The
 machine's matmul GFLOP/s is torch.matmul timed on the two shapes that dominate (the output projection of a
 batch and a decoder step), in the same process.
 
-JoeyNMT (--joey, the harness folder ../shared/bench/joeynmt, with its venv from setup.sh): `bench.sh train rnn
-BUDGET` then `bench.sh throughput rnn` (updates 101-400, before its first validation); its peak RSS is that of
-the whole training run. Its GFLOP/s use the same useful count per target token at its own measured tokens/s
-(it also computes on the padding of its unsorted batches, which this does not credit). Prints a Markdown table.
+JoeyNMT (--joey, the harness folder ../shared/bench/joeynmt, with its venv from setup.sh): its `rnn` config with
+`max_updates` set to WARMUP + UPDATES + 1 and no validation before that, run by the harness's own wrapper
+(`scripts/run_joey.py`, per-update log); the same window is timed: updates WARMUP+1 .. WARMUP+UPDATES, from the
+start of the first to the start of the one after the last. Its peak RSS is that of the whole run. Its GFLOP/s use
+the same useful count per target token at its own measured tokens/s (it also computes on the padding of its
+unsorted batches, which this does not credit). Prints a Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import resource
 import subprocess
@@ -33,6 +37,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import joeyharness
+
+from nmt.hardware import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,9 +88,10 @@ def worker(precision: str, updates: int, warmup: int, threads: int) -> dict:
 
     from nmt import data
     from nmt.batching import token_batches
+    from nmt.config import CONF_DIR
     from nmt.model import build_model, count_parameters
     from nmt.tokenizer import build_tokenizers
-    from nmt.train import CONF_DIR, train_update
+    from nmt.train import train_update
 
     torch.set_num_threads(threads)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
@@ -125,24 +134,18 @@ def worker(precision: str, updates: int, warmup: int, threads: int) -> dict:
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def run_joey(harness: Path, budget: int, threads: int, macs_per_trg_token: float, epoch_trg: int) -> dict:
-    env = {**os.environ, "JOEY_THREADS": str(threads)}
-    bench = ["bash", str(harness / "bench.sh")]
-    subprocess.run([*bench, "spm"], env=env, check=True, capture_output=True)
-    subprocess.run([*bench, "train", "rnn", str(budget)], env=env, check=True, capture_output=True)
-    out = subprocess.run([*bench, "throughput", "rnn"], env=env, check=True, capture_output=True, text=True).stdout
-    window = re.search(r"window updates (\d+)\.\.(\d+) .*wall ([\d.]+) s", out)
-    own = re.search(r"OWN: trg tok/s (\d+), src\+trg tok/s (\d+)", out)
-    updates, wall = int(window.group(2)) - int(window.group(1)) + 1, float(window.group(3))
-    work = Path(os.environ.get("JOEY_WORK", Path.home() / ".cache/joeybench"))
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", (work / "rnn.train.time").read_text())
-              .group(1)) / 1024
-    trg = float(own.group(1))
-    params = int(re.search(r"Total params: (\d+)", (work / "models/rnn/train.log").read_text()).group(1))
+def run_joey(harness: Path, warmup: int, updates: int, threads: int, macs_per_trg_token: float,
+             epoch_trg: int) -> dict:
+    work, rows = joeyharness.train(harness, "rnn_speed", warmup + updates + 1, threads)
+    window = range(warmup + 1, warmup + updates + 1)
+    wall = rows[window.stop][0] - rows[window.start][0]
+    trg, src = sum(rows[i][3] for i in window), sum(rows[i][4] for i in window)
+    rss = joeyharness.peak_rss_mib((work / "rnn_speed.time").read_text())
+    params = int(re.search(r"Total params: (\d+)", (work / "models/rnn_speed/train.log").read_text()).group(1))
     return {"system": "JoeyNMT 2.3", "precision": "fp32", "params": params, "updates": updates,
-            "s_per_update": wall / updates, "trg_tok_s": trg, "src_trg_tok_s": float(own.group(2)),
-            "sent_s": float(re.search(r"sent/s ([\d.]+)", out).group(1)), "epoch_s": epoch_trg / trg,
-            "macs_per_trg_token": macs_per_trg_token, "gflops": 2 * macs_per_trg_token * trg / 1e9,
+            "s_per_update": wall / updates, "trg_tok_s": trg / wall, "src_trg_tok_s": (src + trg) / wall,
+            "sent_s": sum(rows[i][2] for i in window) / wall, "epoch_s": epoch_trg / (trg / wall),
+            "macs_per_trg_token": macs_per_trg_token, "gflops": 2 * macs_per_trg_token * trg / wall / 1e9,
             "matmul_gflops": float("nan"), "peak_rss_mib": rss}
 
 
@@ -153,7 +156,6 @@ def main() -> None:
     parser.add_argument("--precisions", default="fp32,bf16", help="nmt runs, comma-separated (default fp32,bf16)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--joey", type=Path, help="JoeyNMT harness folder (../shared/bench/joeynmt)")
-    parser.add_argument("--joey-budget", type=int, default=540, help="JoeyNMT training seconds (default 540)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -169,10 +171,11 @@ def main() -> None:
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"nmt {precision}: {rows[-1]['trg_tok_s']:.0f} target tokens/s", file=sys.stderr)
     if args.joey:
-        print(f"JoeyNMT: training {args.joey_budget} s ...", file=sys.stderr)
-        rows.append(run_joey(args.joey, args.joey_budget, args.threads, rows[0]["macs_per_trg_token"],
+        print(f"JoeyNMT: {args.warmup + args.updates + 1} updates ...", file=sys.stderr)
+        rows.append(run_joey(args.joey, args.warmup, args.updates, args.threads, rows[0]["macs_per_trg_token"],
                              rows[0]["epoch_trg"]))
-    print(f"Multi30k de->en training, {args.threads} threads; nmt: {args.updates} updates after {args.warmup}\n")
+    print(f"machine: {machine().describe()}")
+    print(f"Multi30k de->en training, {args.threads} threads; {args.updates} timed updates after {args.warmup}\n")
     print("| system | precision | params | updates | s/update | trg tok/s | src+trg tok/s | sent/s | s/epoch "
           "| MMAC/trg tok (fwd+bwd) | GFLOP/s | matmul GFLOP/s | peak RSS MiB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")

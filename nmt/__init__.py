@@ -1,7 +1,18 @@
 """nmt: neural machine translation with attention, from the plain RNN to the Transformer."""
 
+import errno
+
 __version__ = "0.1.0"
+# nmt's log lines on stderr, for every command (`nmt train` sets the same through Hydra: conf/config.yaml)
+LOG_FORMAT, LOG_DATE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"
 
 
 class NmtError(Exception):
     """An error a user can fix (a missing file, bad input, a wrong setting); the CLI prints it on one line."""
+
+
+def cannot_write(error: OSError, name: object) -> NmtError:
+    """The one-line error for a failed write of ``name``: a full disk says so."""
+    if error.errno == errno.ENOSPC:
+        return NmtError(f"no space left on the device while writing {name}")
+    return NmtError(f"cannot write {name}: {error.strerror or error}")

@@ -4,12 +4,17 @@ plot-length, average."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import stat
 import sys
 from pathlib import Path
+from typing import TextIO
 
-from nmt import NmtError, __version__
+from nmt import LOG_DATE_FORMAT, LOG_FORMAT, NmtError, __version__, cannot_write
+
+log = logging.getLogger(__name__)
 
 EXAMPLES = """\
 commands:
@@ -45,33 +50,49 @@ def _translate_parser(sub: argparse._SubParsersAction) -> None:
         description="Translate detokenized text, one sentence per line: exactly one output line per input line,\n"
                     "in order (a blank line gives a blank line). Lines with invalid UTF-8 are decoded with\n"
                     "U+FFFD replacements and a warning naming the line; lines longer than the model's limit\n"
-                    "are truncated with a warning.",
+                    "are truncated with a warning. From a pipe or a terminal each line is answered as soon as\n"
+                    "the input pauses; a file or a steady stream is translated in batches. Every option is\n"
+                    "checked, and an output that is the input (or the other output) refused, before anything is\n"
+                    "read or written; Ctrl-C stops after writing the lines translated so far (exit status 130).",
         epilog="examples:\n"
                "  nmt translate -m runs/dates -i test.txt -o test.hyp\n"
                "  cat test.txt | nmt translate -m runs/dates > test.hyp\n"
                "  nmt translate -m runs/dates --beam 5 --alignments test.align < test.txt > test.hyp\n"
+               "  nmt translate -m runs/dates --device cuda --precision bf16 -i test.txt -o test.hyp\n"
+               "  nmt translate -m runs/dates --quantize int8 --threads 4 -i test.txt -o test.hyp\n"
                "  nmt translate -m runs/dates            # interactive: one line in, one line out\n\n"
                "n-best format (--nbest N): N lines per input line, 'LINE ||| TRANSLATION ||| LOG-PROBABILITY',\n"
                "LINE counting input lines from 0; a blank input line gives N lines with an empty translation.")
     p.add_argument("-m", "--model", required=True, type=Path, metavar="RUN_DIR", help="training run directory")
     p.add_argument("-i", "--input", type=Path, help="input file (default: stdin)")
-    p.add_argument("-o", "--output", type=Path, help="output file (default: stdout)")
+    p.add_argument("-o", "--output", type=Path,
+                   help="output file (default: stdout); not the input, nor the --alignments file")
     p.add_argument("--checkpoint", default="best.pt", help="checkpoint file in RUN_DIR (default: best.pt)")
-    p.add_argument("--beam", type=int, help="beam size; 1 is greedy search (default: the run's decode setting)")
-    p.add_argument("--nbest", type=int, help="write the N best translations per input line (format below)")
-    p.add_argument("--alpha", type=float, help="GNMT length penalty for ranking beams; 0: none")
-    p.add_argument("--max-len-a", type=float, help="at most A * source length + B output subwords")
-    p.add_argument("--max-len-b", type=int, help="see --max-len-a")
-    p.add_argument("--min-length", type=int, help="no EOS before this many output subwords")
-    p.add_argument("--no-repeat-ngram", type=int, help="never repeat an n-gram of this size in an output")
-    p.add_argument("--batch-tokens", type=int, help="source subwords per batch")
+    p.add_argument("--beam", type=int,
+                   help="beam size >= 1; 1 is greedy search (default: the run's decode setting)")
+    p.add_argument("--nbest", type=int,
+                   help="write the N best translations per input line, 1 <= N <= beam size (format below; "
+                        "without --beam the beam is max(N, 5))")
+    p.add_argument("--alpha", type=float, help="GNMT length penalty >= 0 for ranking beams; 0: none")
+    p.add_argument("--max-len-a", type=float, help="at most A * source length + B output subwords (A >= 0)")
+    p.add_argument("--max-len-b", type=int, help="see --max-len-a (B >= 0)")
+    p.add_argument("--min-length", type=int,
+                   help="no EOS before this many output subwords (>= 0; greedy and beam search)")
+    p.add_argument("--no-repeat-ngram", type=int,
+                   help="never repeat an n-gram of this size in an output (>= 0, 0: off; greedy and beam search)")
+    p.add_argument("--batch-tokens", type=int, help="source subwords per batch (>= 1)")
     p.add_argument("--scores", action="store_true", help="prefix each translation with its log-probability and a tab")
     p.add_argument("--alignments", type=Path, metavar="FILE",
                    help="also write word alignments from attention, Pharaoh format ('i-j'), a line per input line")
-    p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization for faster CPU inference")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="bf16: matrix products in bfloat16 (faster on CPUs with AVX-512 BF16; default fp32)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
+    p.add_argument("--device", default="auto",
+                   help="auto (a GPU when there is one, default), cpu, cuda or cuda:N")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="matrix products in fp32 or bf16; auto (default): bf16 where this hardware runs it faster "
+                        "(a GPU with compute capability 8.0+, a CPU with AMX or measured AVX512-BF16), logged")
+    p.add_argument("--quantize", choices=["int8"],
+                   help="dynamic int8 quantization of linear and recurrent layers, CPU only (faster on CPUs with "
+                        "VNNI; logged)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads >= 0 (default 0: all cores)")
 
 
 def _plot_parser(sub: argparse._SubParsersAction) -> None:
@@ -172,7 +193,9 @@ def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
         "evaluate", help="score translations: BLEU, chrF, TER, exact match (sacrebleu)", add_help=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Score detokenized translations against references with sacrebleu (BLEU: 13a\n"
-                    "tokenization, cased; chrF; TER), plus exact sentence match, and print sacrebleu's signature.",
+                    "tokenization, cased; chrF; TER), plus exact sentence match, and print sacrebleu's signature.\n"
+                    "Both sides must be UTF-8 with the same number of lines, at least one (translations read from\n"
+                    "stdin too: invalid UTF-8 is an error naming <stdin>:LINE).",
         epilog="examples:\n"
                "  nmt evaluate -r runs/dates/data/test.iso -h runs/dates/test.hyp\n"
                "  nmt translate -m runs/m30k -i test.de | nmt evaluate -r test.en")
@@ -237,61 +260,151 @@ def _average_parser(sub: argparse._SubParsersAction) -> None:
                "  nmt translate -m runs/m30k --checkpoint averaged.pt -i test.de -o test.hyp --beam 5")
     p.add_argument("run", type=Path, metavar="RUN_DIR", help="training run directory")
     p.add_argument("checkpoints", nargs="*", type=Path, help="checkpoint files (default: the last N of the run)")
-    p.add_argument("--last", type=int, default=5, help="how many of the latest checkpoints (default 5)")
-    p.add_argument("-o", "--output", default="averaged.pt", help="file name in RUN_DIR (default averaged.pt)")
+    p.add_argument("--last", type=int, default=5, help="how many of the latest checkpoints, >= 1 (default 5)")
+    p.add_argument("-o", "--output", default="averaged.pt",
+                   help="a file name ending in .pt, written into RUN_DIR; not best.pt or last.pt (default averaged.pt)")
 
 
 def run_average(args: argparse.Namespace) -> None:
     from nmt.checkpoint import average, save, step_checkpoints
 
+    if args.last < 1:
+        raise NmtError(f"--last {args.last}: must be at least 1 (the number of latest checkpoints to average)")
+    name = args.output
+    if Path(name).name != name or not name.endswith(".pt") or name == ".pt":
+        raise NmtError(f"-o {name}: must be a file name ending in .pt (it is written into {args.run})")
+    if name in ("best.pt", "last.pt"):
+        raise NmtError(f"-o {name}: would overwrite the run's own {name}; choose another name (default averaged.pt)")
+    if not args.run.is_dir():
+        raise NmtError(f"run directory not found: {args.run}")
     paths = args.checkpoints or step_checkpoints(args.run)[-args.last:]
-    out = args.run / args.output
+    out = args.run / name
     save(average(paths), out)
     print(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) -> {out}")
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
-    from nmt.data import read_lines
+    from nmt.data import read_lines, read_stream
     from nmt.evaluate import score
 
     refs = read_lines(args.ref)
-    hyps = read_lines(args.hyp) if args.hyp else [line.rstrip("\r\n") for line in sys.stdin]
+    hyps = read_lines(args.hyp) if args.hyp else read_stream(sys.stdin.buffer, "<stdin>")
     if len(hyps) != len(refs):
         raise NmtError(f"{args.hyp or '<stdin>'} has {len(hyps)} lines, {args.ref} has {len(refs)}")
+    if not refs:
+        raise NmtError(f"{args.ref} is empty: nothing to score")
     result = score(hyps, refs, ter=True)
     print(f"BLEU {result['bleu']:.2f}  chrF {result['chrf']:.2f}  TER {result['ter']:.2f}  "
           f"exact {result['exact']:.2f}%  ({len(refs)} sentences)  [{result['bleu_signature']}]")
 
 
+# The CLI's name of each decoding setting, for messages.
+DECODE_OPTIONS = {"beam_size": "--beam", "nbest": "--nbest", "alpha": "--alpha", "max_len_a": "--max-len-a",
+                  "max_len_b": "--max-len-b", "min_length": "--min-length", "no_repeat_ngram": "--no-repeat-ngram",
+                  "batch_tokens": "--batch-tokens"}
+
+
+def _file_identity(target: Path | int) -> tuple | None:
+    """What makes two names one file: (device, inode) of an existing regular file (as os.path.samefile compares
+    them, through symbolic and hard links), the resolved path of a file still to be created, or None for a
+    pipe, a terminal or a device, which hold nothing to lose."""
+    try:
+        st = os.fstat(target) if isinstance(target, int) else os.stat(target)
+    except FileNotFoundError:
+        return None if isinstance(target, int) else ("new", str(target.resolve()))
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
+def _check_translate_files(args: argparse.Namespace) -> None:
+    """Refuse, before anything is opened or created: a missing input, an output into a missing folder or onto a
+    folder, and an output that is the input or the other output."""
+    if args.input is not None:
+        if not args.input.exists():
+            raise NmtError(f"input file not found: {args.input}")
+        if args.input.is_dir():
+            raise NmtError(f"-i {args.input} is a folder, not a file")
+    outputs = [(f"{option} {path}", path) for option, path in (("-o", args.output), ("--alignments", args.alignments))
+               if path is not None]
+    for what, path in outputs:
+        if path.is_dir():
+            raise NmtError(f"{what} is a folder: name a file")
+        if not path.parent.is_dir():
+            raise NmtError(f"{what}: folder {path.parent} not found")
+        if not os.access(path if path.exists() else path.parent, os.W_OK):
+            raise NmtError(f"{what}: permission denied")
+    source = (f"the input file (-i {args.input})", args.input) if args.input else ("the file on stdin", 0)
+    if args.output is None:
+        outputs.append(("the file stdout goes to", 1))
+    for k, (what, target) in enumerate(outputs):
+        identity = _file_identity(target)
+        if identity is None:
+            continue
+        if identity == _file_identity(source[1]):
+            raise NmtError(f"{what} is {source[0]}: writing it would destroy the input; choose another output file")
+        for other, other_target in outputs[:k]:
+            if identity == _file_identity(other_target):
+                raise NmtError(f"{what} is the same file as {other}: the outputs would mix; choose two files")
+
+
+def _open_output(files: contextlib.ExitStack, path: Path) -> TextIO:
+    """Open an output file, to be closed by ``files``; a failure to open or to close it (the last flush, on a
+    full disk) is one line naming it."""
+    def close() -> None:
+        try:
+            f.close()  # closes the file even when its flush fails
+        except OSError as e:
+            raise cannot_write(e, path) from None
+
+    try:
+        f = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by the exit stack
+    except OSError as e:
+        raise cannot_write(e, path) from None
+    files.callback(close)
+    return f
+
+
 def run_translate(args: argparse.Namespace) -> None:
     import torch
 
-    from nmt.translate import Translator, read_lines_replacing, translate_stream
+    from nmt.hardware import int8_engine, resolve_device
+    from nmt.translate import Translator, WriteError, check_decode, read_chunks, translate_chunks
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     options = {"beam_size": args.beam, "nbest": args.nbest, "alpha": args.alpha, "max_len_a": args.max_len_a,
                "max_len_b": args.max_len_b, "min_length": args.min_length, "no_repeat_ngram": args.no_repeat_ngram,
                "batch_tokens": args.batch_tokens}
+    check_decode(options, DECODE_OPTIONS)
     if args.nbest and not args.beam:
         options["beam_size"] = max(args.nbest, 5)
-    translator = Translator.from_run(args.model, args.checkpoint, args.quantize, args.precision,
+    if args.threads < 0:
+        raise NmtError(f"--threads {args.threads}: must be an integer >= 0 (0: all cores)")
+    _check_translate_files(args)
+    device = resolve_device(args.device)
+    if args.quantize:
+        int8_engine(device)  # refuses a GPU before the model is loaded
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    translator = Translator.from_run(args.model, args.checkpoint, args.quantize, args.precision, device,
                                      **{k: v for k, v in options.items() if v is not None})
-    if args.input is not None and not args.input.is_file():
-        raise NmtError(f"input file not found: {args.input}")
-    source = open(args.input, "rb") if args.input else sys.stdin.buffer  # noqa: SIM115
+    log.info("translating on %s in %s: %s", device, translator.precision.name, translator.precision.reason)
     name = str(args.input) if args.input else "<stdin>"
     interactive = args.input is None and sys.stdin.isatty()
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
-    alignments = open(args.alignments, "w", encoding="utf-8") if args.alignments else None  # noqa: SIM115
-    try:
-        translate_stream(translator, read_lines_replacing(source, name), out, name,
-                         chunk_lines=1 if interactive else 1000, progress=not interactive,
-                         nbest=args.nbest or 0, scores=args.scores, alignments=alignments)
-    finally:
-        for f, opened in ((source, args.input), (out, args.output), (alignments, args.alignments)):
-            if opened:
-                f.close()
+    with contextlib.ExitStack() as files:
+        try:
+            source = files.enter_context(open(args.input, "rb")) if args.input else sys.stdin.buffer
+        except OSError as e:
+            raise NmtError(f"cannot read {args.input}: {e.strerror}") from None
+        out = _open_output(files, args.output) if args.output else sys.stdout
+        alignments = _open_output(files, args.alignments) if args.alignments else None
+        try:
+            translate_chunks(translator, read_chunks(source.fileno(), name), out, name,
+                             progress=sys.stderr.isatty() and not interactive, nbest=args.nbest or 0,
+                             scores=args.scores, alignments=alignments)
+        except WriteError:
+            if out is sys.stdout:  # what could not be written must not be written again at exit
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise
 
 
 def run_plot(args: argparse.Namespace) -> None:
@@ -387,14 +500,129 @@ def run_plot_metrics(args: argparse.Namespace) -> None:
     print(plot_metrics(args.runs, args.output, labels))
 
 
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="serve runs over HTTP: LibreTranslate's API, nmt's own, and a web page",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Serve one or more runs over HTTP (FastAPI on uvicorn), each named NAME or by its folder:\n"
+                    "  POST /translate, GET /languages   LibreTranslate's API (the language pair picks the model)\n"
+                    "  POST /v1/translate                n-best lists, token scores, pieces, alignments, attention\n"
+                    "  GET /v1/models, GET /health       the models (scores, batching counters); readiness\n"
+                    "  GET /                             a page to translate and explore attention\n"
+                    "  GET /openapi.json                 the API's description\n"
+                    "Models load as for `nmt translate` and are warmed up before /health says ready. Concurrent\n"
+                    "requests to a model with the same search settings are translated together (micro-batching)\n"
+                    "by one worker per model; one batch runs at a time, on all --threads. SIGTERM or Ctrl-C lets\n"
+                    "requests in flight finish. The access log records no text.",
+        epilog="examples:\n"
+               "  nmt serve -m runs/dates                                # http://127.0.0.1:8000/\n"
+               "  nmt serve -m de-en=runs/m30k_gru -m tf=runs/m30k_tf --beam 5 --port 8080\n"
+               "  nmt serve -m runs/m30k --host 0.0.0.0 --api-key-file keys.txt --cors-origin https://example.org\n"
+               "  curl -s localhost:8000/translate -H 'Content-Type: application/json' \\\n"
+               "       -d '{\"q\": \"Wednesday, 25 November 2026\", \"source\": \"txt\", \"target\": \"iso\"}'")
+    p.add_argument("-m", "--model", required=True, action="append", metavar="[NAME=]RUN_DIR",
+                   help="a training run to serve, named NAME (default: the folder's name); repeat for more; the "
+                        "first is the default model")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--checkpoint", default="best.pt", help="checkpoint file in each RUN_DIR (default: best.pt)")
+    p.add_argument("--beam", type=int, help="default beam size; 1 is greedy (default: each run's decode setting)")
+    p.add_argument("--alpha", type=float, help="default GNMT length penalty >= 0; 0: none")
+    p.add_argument("--max-len-a", type=float, help="default: at most A * source length + B output subwords")
+    p.add_argument("--max-len-b", type=int, help="see --max-len-a")
+    p.add_argument("--batch-tokens", type=int, help="padded source subwords per batch (default: each run's)")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one, default), cpu, cuda or cuda:N")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="matrix products in fp32 or bf16; auto (default): as `nmt translate --precision auto`")
+    p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization, CPU only")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads, shared by all models: each batch uses them all (default 0: all cores)")
+    batching = p.add_argument_group("micro-batching")
+    batching.add_argument("--batch-wait-ms", type=float, default=5.0,
+                          help="how long an idle worker waits for more requests to join a batch, at most (after "
+                               "the first request's arrival or the previous batch's end; default 5)")
+    batching.add_argument("--no-batching", action="store_true",
+                          help="translate one request at a time (for comparison)")
+    batching.add_argument("--queue-size", type=int, default=1024,
+                          help="sentences a model may have waiting; more get 503 with Retry-After (default 1024)")
+    limits = p.add_argument_group("limits")
+    limits.add_argument("--max-body-bytes", type=int, default=1 << 20, help="request body size (default 1 MiB)")
+    limits.add_argument("--max-chars", type=int, default=1000, help="characters per sentence (default 1000)")
+    limits.add_argument("--max-sentences", type=int, default=100, help="sentences per request (default 100)")
+    limits.add_argument("--max-beam", type=int, default=16, help="largest beam a request may ask for (default 16)")
+    limits.add_argument("--max-nbest", type=int, default=8,
+                        help="most hypotheses per sentence a request may ask for (default 8)")
+    limits.add_argument("--request-timeout", type=float, default=60.0,
+                        help="seconds a request may wait for its translation; then 504 (default 60)")
+    access = p.add_argument_group("access")
+    access.add_argument("--api-key-file", type=Path, metavar="FILE",
+                        help="require an API key (one per line of FILE) for translation requests; off by default")
+    access.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                        help="allow browser pages from ORIGIN (e.g. https://example.org; repeat for more) to call "
+                             "the API; off by default")
+
+
+def run_serve(args: argparse.Namespace) -> None:
+    import torch
+
+    from nmt.hardware import int8_engine, resolve_device
+    from nmt.rundir import load_config
+    from nmt.serve import check_port, create_app, read_api_keys, serve
+    from nmt.service import ServerSettings, load_model, model_specs
+    from nmt.translate import check_decode
+
+    decode = {"beam_size": args.beam, "alpha": args.alpha, "max_len_a": args.max_len_a, "max_len_b": args.max_len_b,
+              "batch_tokens": args.batch_tokens}
+    check_decode(decode, DECODE_OPTIONS)
+    positive = {"--port": args.port, "--queue-size": args.queue_size, "--max-body-bytes": args.max_body_bytes,
+                "--max-chars": args.max_chars, "--max-sentences": args.max_sentences, "--max-beam": args.max_beam,
+                "--max-nbest": args.max_nbest, "--request-timeout": args.request_timeout}
+    for option, value in positive.items():
+        if not value > 0:
+            raise NmtError(f"{option} {value}: must be positive")
+    if args.port > 65535:
+        raise NmtError(f"--port {args.port}: must be at most 65535")
+    if not 0 <= args.batch_wait_ms <= 1000:
+        raise NmtError(f"--batch-wait-ms {args.batch_wait_ms}: must be from 0 to 1000")
+    if args.threads < 0:
+        raise NmtError(f"--threads {args.threads}: must be an integer >= 0 (0: all cores)")
+    if args.beam is not None and args.beam > args.max_beam:
+        raise NmtError(f"--beam {args.beam} is over --max-beam {args.max_beam}")
+    if args.queue_size < args.max_sentences:
+        raise NmtError(f"--queue-size {args.queue_size} is under --max-sentences {args.max_sentences}: a full request "
+                       f"could never be queued")
+    specs = model_specs(args.model)
+    for _, run_dir in specs:
+        load_config(run_dir)
+        if not (run_dir / args.checkpoint).is_file():
+            raise NmtError(f"checkpoint not found: {run_dir / args.checkpoint}")
+    settings = ServerSettings(
+        max_body_bytes=args.max_body_bytes, max_chars=args.max_chars, max_sentences=args.max_sentences,
+        max_beam=args.max_beam, max_nbest=args.max_nbest, max_queue=args.queue_size, batch_wait_ms=args.batch_wait_ms,
+        batch_tokens=args.batch_tokens, batching=not args.no_batching, request_timeout=args.request_timeout,
+        api_keys=read_api_keys(args.api_key_file) if args.api_key_file else frozenset(),
+        cors_origins=tuple(args.cors_origin))
+    device = resolve_device(args.device)
+    if args.quantize:
+        int8_engine(device)
+    check_port(args.host, args.port)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    log.info("%d torch threads, shared by all models", torch.get_num_threads())
+    options = {k: v for k, v in decode.items() if v is not None}
+    models = [load_model(name, run_dir, checkpoint=args.checkpoint, quantize=args.quantize, precision=args.precision,
+                         device=device, **options) for name, run_dir in specs]
+    serve(create_app(models, settings), args.host, args.port, graceful_timeout=args.request_timeout + 5)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``nmt`` console script."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "train":
         from nmt.train import main as train_main
 
-        sys.argv = [f"{Path(sys.argv[0]).name} train", *argv[1:]]
-        train_main()
+        sys.argv = [f"{Path(sys.argv[0]).name} train"]
+        train_main(argv[1:])
         return
     parser = argparse.ArgumentParser(prog="nmt", description="Neural machine translation with attention.",
                                      epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -409,20 +637,25 @@ def main(argv: list[str] | None = None) -> None:
     _plot_metrics_parser(sub)
     _average_parser(sub)
     _plot_length_parser(sub)
+    _serve_parser(sub)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         sys.exit(2)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT, stream=sys.stderr)
     try:
         commands = {"translate": run_translate, "plot-attention": run_plot, "evaluate": run_evaluate,
                     "align": run_align, "evaluate-alignment": run_evaluate_alignment,
                     "plot-metrics": run_plot_metrics, "average": run_average,
-                    "plot-length": run_plot_length}
+                    "plot-length": run_plot_length, "serve": run_serve}
         commands[args.command](args)
         sys.stdout.flush()
     except NmtError as e:
         sys.exit(f"nmt {args.command}: error: {e}")
+    except KeyboardInterrupt as e:  # Ctrl-C: one line, and the shell's status for an interrupted command
+        detail = str(e)
+        print(f"nmt {args.command}: interrupted{f': {detail}' if detail else ''}", file=sys.stderr)
+        sys.exit(130)
     except BrokenPipeError:  # the reader of stdout left (`nmt align ... | head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(141)

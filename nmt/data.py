@@ -6,12 +6,14 @@ Formats (``data.format``), for the split ``data.splits[SPLIT]`` called NAME:
 
     text    DIR/NAME.SRC_LANG and DIR/NAME.TRG_LANG, one sentence per line (line N translates line N)
     tsv     DIR/NAME.tsv, one pair per line: source<TAB>target
-    jsonl   DIR/NAME.jsonl, one object per line: {"src": ..., "trg": ...} or {"translation": {SRC_LANG: ..., ...}}
+    jsonl   DIR/NAME.jsonl, one object per line: {"src": ..., "trg": ...} or {"translation": {SRC_LANG: ..., ...}},
+            the values strings (read as written: nothing is inferred, so "2026-11-25" stays a string)
     hub     the dataset ``data.hub.name`` (config ``data.hub.config``) in the hub's translation format, split NAME
             (which may slice, e.g. ``train[-1000:]``); a local directory in that format loads the same way
 
 Everything converted or tokenised lives in ``data.cache_dir``, keyed by what it was made from, so a second run
-reads memory-mapped Arrow files instead of the corpus.
+reads memory-mapped Arrow files instead of the corpus. Cache files are written under a temporary name and renamed,
+so runs can share the cache; a damaged one is built again. A split without pairs is an error naming its file.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlparse
 
 import numpy as np
@@ -48,32 +51,43 @@ HUB_TIMEOUT = 3.0  # seconds to wait for the hub before saying it cannot be reac
 LOCAL_HINT = "to use local files instead, set data.format=text|tsv|jsonl data.dir=DIR"
 
 
+def _stream_chunks(f: BinaryIO, name: str) -> Iterator[list[str]]:
+    """The lines of a UTF-8 byte stream, in chunks of about CHUNK_BYTES, without line endings ("\\n", "\\r\\n");
+    invalid UTF-8 is an error naming ``name`` and the line."""
+    number = 0  # lines before this chunk
+    while raw := f.read(CHUNK_BYTES):
+        raw += f.readline()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line_start = raw.rfind(b"\n", 0, e.start) + 1
+            line = number + raw.count(b"\n", 0, e.start) + 1
+            raise NmtError(f"{name}:{line}: invalid UTF-8 ({e.reason} at byte {e.start - line_start})") from None
+        lines = text.split("\n")
+        if text.endswith("\n"):
+            lines.pop()
+        if "\r" in text:
+            lines = [line.rstrip("\r") for line in lines]
+        number += len(lines)
+        yield lines
+
+
 def _read_chunks(path: Path) -> Iterator[list[str]]:
-    """The lines of a UTF-8 text file, in chunks of about CHUNK_BYTES, without line endings ("\\n", "\\r\\n")."""
+    """The lines of a UTF-8 text file, in chunks of about CHUNK_BYTES, without line endings."""
     if not path.is_file():
         raise NmtError(f"data file not found: {path}")
-    number = 0  # lines before this chunk
     with open(path, "rb") as f:
-        while raw := f.read(CHUNK_BYTES):
-            raw += f.readline()
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                line_start = raw.rfind(b"\n", 0, e.start) + 1
-                line = number + raw.count(b"\n", 0, e.start) + 1
-                raise NmtError(f"{path}:{line}: invalid UTF-8 ({e.reason} at byte {e.start - line_start})") from None
-            lines = text.split("\n")
-            if text.endswith("\n"):
-                lines.pop()
-            if "\r" in text:
-                lines = [line.rstrip("\r") for line in lines]
-            number += len(lines)
-            yield lines
+        yield from _stream_chunks(f, str(path))
 
 
 def read_lines(path: Path) -> list[str]:
     """The lines of a UTF-8 text file, without line endings; invalid UTF-8 is an error naming the line."""
     return [line for chunk in _read_chunks(path) for line in chunk]
+
+
+def read_stream(stream: BinaryIO, name: str) -> list[str]:
+    """The lines of a UTF-8 byte stream (e.g. stdin, ``name`` "<stdin>"), as strict as :func:`read_lines`."""
+    return [line for chunk in _stream_chunks(stream, name) for line in chunk]
 
 
 def _mismatch(src_path: Path, src_lines: int, trg_path: Path, trg_lines: int) -> NmtError:
@@ -167,15 +181,36 @@ def _arrow_file(out: Path, names: list[str], columns: Iterable[list[list[str]]])
     return out
 
 
-def _text_dataset(path: Path, cache: Path, column: str) -> Dataset:
-    """One text file as a one-column dataset, converted to Arrow once per (path, size, mtime)."""
+def _open_cached(out: Path) -> Dataset | None:
+    """The cached Arrow file ``out`` as a dataset; None when there is none, or when it is damaged (cut short by a
+    crash or a full disk, overwritten), in which case it is removed, to be built again."""
     from datasets import Dataset
 
+    if not out.exists():
+        return None
+    try:
+        return Dataset.from_file(str(out))
+    except Exception as e:  # pyarrow and datasets raise many kinds for a damaged file: all mean "build it again"
+        log.warning("damaged cache file %s (%s): building it again", out, _first_line(e))
+        out.unlink(missing_ok=True)
+        return None
+
+
+def _cached_columns(out: Path, names: list[str], columns: Callable[[], Iterable[list[list[str]]]]) -> Dataset:
+    """The Arrow file ``out`` as a dataset, written from ``columns()`` first when missing or damaged."""
+    from datasets import Dataset
+
+    ds = _open_cached(out)
+    return ds if ds is not None else Dataset.from_file(str(_arrow_file(out, names, columns())))
+
+
+def _text_dataset(path: Path, cache: Path, column: str) -> Dataset:
+    """One text file as a one-column dataset, converted to Arrow once per (path, size, mtime)."""
     if not path.is_file():
         raise NmtError(f"data file not found: {path}")
-    out = _arrow_file(cache / "text" / f"{_signature([path])}.arrow", ["text"],
-                      ([lines] for lines in _read_chunks(path)))
-    return Dataset.from_file(str(out)).rename_column("text", column)
+    ds = _cached_columns(cache / "text" / f"{_signature([path])}.arrow", ["text"],
+                         lambda: ([lines] for lines in _read_chunks(path)))
+    return ds.rename_column("text", column)
 
 
 def _tsv_columns(path: Path) -> Iterator[list[list[str]]]:
@@ -193,14 +228,48 @@ def _tsv_columns(path: Path) -> Iterator[list[list[str]]]:
         yield [src, trg]
 
 
-def _json_dataset(path: Path, cache: Path) -> Dataset:
-    import datasets
+def _json_pair(record: Any, src: str, trg: str, path: Path, number: int) -> tuple[str, str]:
+    """The (source, target) strings of one JSON Lines record: {"src": ..., "trg": ...} or
+    {"translation": {SRC: ..., TRG: ...}}."""
+    where = f"{path}:{number}"
+    if not isinstance(record, dict):
+        raise NmtError(f"{where}: expected a JSON object, found {type(record).__name__}")
+    if "src" in record or "trg" in record:
+        keys, values = ("src", "trg"), record
+    elif isinstance(record.get("translation"), dict):
+        values, keys = record["translation"], (src, trg)
+        if src not in values or trg not in values:
+            raise NmtError(f"{path}: the translations are in {', '.join(map(str, values))}, not {src} and {trg} "
+                           f"(line {number}; set data.src_lang and data.trg_lang)")
+    else:
+        raise NmtError(f"{where}: expected keys src and trg, or translation ({{{src!r}: ..., {trg!r}: ...}}); "
+                       f"found {', '.join(map(str, record)) or 'none'}")
+    for key in keys:
+        if key not in values:
+            raise NmtError(f"{where}: no {key!r} (a record needs both src and trg)")
+        if not isinstance(values[key], str):
+            raise NmtError(f"{where}: {key!r} is {json.dumps(values[key])[:40]}, not a string")
+    return values[keys[0]], values[keys[1]]
 
-    try:
-        return datasets.load_dataset("json", data_files={"data": str(path)}, split="data",
-                                     cache_dir=str(cache / "datasets"))
-    except datasets.exceptions.DatasetGenerationError as e:
-        raise NmtError(f"{path}: not valid JSON lines ({_first_line(e.__cause__ or e)})") from e
+
+def _jsonl_columns(path: Path, src: str, trg: str) -> Iterator[list[list[str]]]:
+    """The source and target strings of a JSON Lines file, chunk by chunk, exactly as written (no type is
+    inferred: an ISO date stays a string); blank lines are skipped; a bad record is an error naming its line."""
+    number = 0
+    for lines in _read_chunks(path):
+        sources, targets = [], []
+        for line in lines:
+            number += 1
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise NmtError(f"{path}:{number}: not valid JSON ({e.msg} at column {e.colno})") from None
+            s, t = _json_pair(record, src, trg, path, number)
+            sources.append(s)
+            targets.append(t)
+        yield [sources, targets]
 
 
 def _first_line(e: BaseException) -> str:
@@ -276,11 +345,28 @@ def _pairs(ds: Dataset, cfg: DictConfig, where: str) -> Dataset:
     return ds
 
 
+def _quiet_progress_bars() -> None:
+    """datasets draws progress bars only on a terminal: in a log file they are noise."""
+    if not sys.stderr.isatty():
+        import datasets
+
+        datasets.disable_progress_bars()
+
+
 def load_split(cfg: DictConfig, data_dir: Path | None, split: str) -> Dataset:
     """``split`` (train, dev or test) of the corpus ``cfg`` describes, as a memory-mapped ``datasets.Dataset``
-    with the string columns "src" and "trg"; ``data_dir`` is what :func:`prepare` returned."""
-    from datasets import Dataset, concatenate_datasets
+    with the string columns "src" and "trg"; ``data_dir`` is what :func:`prepare` returned. A split without
+    pairs is an error naming its file."""
+    ds = _load_split(cfg, data_dir, split)
+    if len(ds) == 0:
+        raise NmtError(f"{describe(cfg, data_dir, split)}: no sentence pairs (the {split} split is empty)")
+    return ds
 
+
+def _load_split(cfg: DictConfig, data_dir: Path | None, split: str) -> Dataset:
+    from datasets import concatenate_datasets
+
+    _quiet_progress_bars()
     fmt, cache = _format(cfg), cache_dir(cfg)
     if fmt == "hub":
         return _pairs(_hub_dataset(cfg, str(cfg.splits[split]), cache), cfg, describe(cfg, data_dir, split))
@@ -294,9 +380,11 @@ def load_split(cfg: DictConfig, data_dir: Path | None, split: str) -> Dataset:
     if not files[0].is_file():
         raise NmtError(f"data file not found: {files[0]}")
     if fmt == "tsv":
-        out = _arrow_file(cache / "tsv" / f"{_signature(files)}.arrow", ["src", "trg"], _tsv_columns(files[0]))
-        return Dataset.from_file(str(out))
-    return _pairs(_json_dataset(files[0], cache), cfg, str(files[0]))
+        return _cached_columns(cache / "tsv" / f"{_signature(files)}.arrow", ["src", "trg"],
+                               lambda: _tsv_columns(files[0]))
+    src, trg = str(cfg.src_lang), str(cfg.trg_lang)
+    return _cached_columns(cache / "jsonl" / f"{_hash([_signature(files), src, trg])}.arrow", ["src", "trg"],
+                           lambda: _jsonl_columns(files[0], src, trg))
 
 
 def as_lists(ds: Dataset) -> tuple[list[str], list[str]]:
@@ -323,7 +411,9 @@ def encode(cfg: DictConfig, split: str, ds: Dataset, src_tok: Tokenizer, trg_tok
 
     The cache key is the split's Arrow files (path, size, mtime: they are named after the data files they were
     read from, so changing a data file changes them), the split, the languages and the sentencepiece models'
-    bytes. A dataset without files (built in memory) is tokenised in memory.
+    bytes. Runs may share the cache: datasets writes a temporary file in the same folder and renames it, so a
+    reader never sees half a file; a damaged file (a crash of another kind) is built again. A dataset without
+    files (built in memory) is tokenised in memory.
     """
     from datasets import Features, List, Value
 
@@ -339,6 +429,8 @@ def encode(cfg: DictConfig, split: str, ds: Dataset, src_tok: Tokenizer, trg_tok
                  "tokenizers": [hashlib.sha256(tok.path.read_bytes()).hexdigest() for tok in (src_tok, trg_tok)]})
     out = cache_dir(cfg) / "tokens" / f"{key}.arrow"
     out.parent.mkdir(parents=True, exist_ok=True)
+    _quiet_progress_bars()
+    _open_cached(out)  # removes a damaged file, which map() would otherwise load
     return ds.map(_encode_batch, cache_file_name=str(out), load_from_cache_file=True, new_fingerprint=key,
                   **options)
 

@@ -1,8 +1,10 @@
 """Multi-process training on torch.distributed: started by ``torchrun``, one process per rank.
 
-``torchrun --nproc_per_node=N -m nmt train ...`` sets RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT; each
-process calls :func:`setup`, wraps its model in DistributedDataParallel and trains on its share of every
-batch. gloo on CPU, nccl on GPUs. Without torchrun (WORLD_SIZE unset) everything here is a no-op.
+``torchrun --nproc_per_node=N -m nmt train ...`` sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT;
+each process calls :func:`setup`, wraps its model in DistributedDataParallel and trains on its share of every
+batch. gloo on CPUs; nccl on GPUs, where each rank first binds to its own GPU (``torch.cuda.set_device``) and every
+collective below puts its tensors on that GPU, as nccl requires. Without torchrun (WORLD_SIZE unset) everything
+here is a no-op.
 """
 
 from __future__ import annotations
@@ -13,14 +15,25 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+_device = torch.device("cpu")  # where the collectives' tensors live: the rank's GPU under nccl, else the CPU
+
+
+def backend(device: torch.device) -> str:
+    """nccl for GPUs, gloo for CPUs."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
 
 def setup(device: torch.device) -> tuple[int, int]:
     """Join the process group torchrun describes; returns (rank, world size), (0, 1) for a single process."""
+    global _device
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return 0, 1
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # before the group starts: nccl binds each rank to the current device
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend(device))
+    _device = device if backend(device) == "nccl" else torch.device("cpu")
     return dist.get_rank(), dist.get_world_size()
 
 
@@ -39,7 +52,7 @@ def broadcast(obj: Any) -> Any:
     if not dist.is_initialized():
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, device=_device)
     return box[0]
 
 
@@ -52,19 +65,21 @@ def gather(obj: Any) -> list[Any]:
     return objs
 
 
-def any_rank(flag: bool) -> bool:
-    """True on every rank when ``flag`` is True on any rank (so that all ranks stop at the same update)."""
+def _all_reduce(values: list[float], dtype: torch.dtype, op: Any) -> list[Any]:
+    t = torch.tensor(values, dtype=dtype, device=_device)
+    dist.all_reduce(t, op=op)
+    return t.cpu().tolist()
+
+
+def all_max(*values: int) -> list[int]:
+    """Element-wise maxima over ranks: flags and signal numbers (so that all ranks stop at the same update)."""
     if not dist.is_initialized():
-        return flag
-    t = torch.tensor([int(flag)])
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+        return list(values)
+    return _all_reduce(list(values), torch.int64, dist.ReduceOp.MAX)
 
 
 def all_sum(*values: float) -> list[float]:
     """Element-wise sums over ranks (loss and token counts for the log)."""
     if not dist.is_initialized():
         return list(values)
-    t = torch.tensor(values, dtype=torch.float64)
-    dist.all_reduce(t)
-    return t.tolist()
+    return _all_reduce(list(values), torch.float64, dist.ReduceOp.SUM)

@@ -10,13 +10,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from nmt import NmtError
 from nmt.model import select
 from nmt.tokenizer import BOS, EOS
 
 
 @dataclass
 class Hypothesis:
-    """One output: its tokens (EOS not included), log-probabilities, and attention [len(tokens)+1, S]."""
+    """One output: its tokens (EOS not included), log-probabilities, and attention [len(tokens)+1, S] (on the
+    CPU, whatever device searched)."""
 
     tokens: list[int]
     score: float
@@ -29,35 +31,54 @@ def max_output_lengths(src_mask: Tensor, a: float, b: int) -> Tensor:
     return (a * src_mask.sum(1).float() + b).long().clamp(min=1)
 
 
+class NonFiniteScoresError(NmtError):
+    """The model gave NaN log-probabilities: its weights are broken, and nothing it decodes means anything."""
+
+
 @torch.no_grad()
-def greedy_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Tensor) -> list[Hypothesis]:
+def greedy_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Tensor, min_length: int = 0,
+                  no_repeat_ngram: int = 0) -> list[Hypothesis]:
     """Pick the most probable token at every step, all sentences of the batch at once.
 
-    At a sentence's last allowed step only EOS may follow, so every hypothesis ends with EOS.
+    EOS is forbidden before ``min_length`` tokens, and a token that would repeat an n-gram of size
+    ``no_repeat_ngram`` is never picked. At a sentence's last allowed step only EOS may follow (the maximum
+    length wins over ``min_length``), so every hypothesis ends with EOS. Each sentence is decoded as it would be
+    alone. Raises :class:`NonFiniteScoresError` when the model gives NaN scores.
     """
     enc = model.encode(src, src_mask)
     state = model.init_state(enc)
     batch = src.size(0)
     prev = torch.full((batch,), BOS, dtype=torch.long, device=src.device)
     done = torch.zeros(batch, dtype=torch.bool, device=src.device)
+    history = torch.empty(batch, 0, dtype=torch.long, device=src.device)
     tokens, scores, weights = [], [], []
     for i in range(int(max_lengths.max())):
         log_probs, a, state = model.step(prev, enc, state)
+        last = i + 1 >= max_lengths
+        if i < min_length:
+            log_probs[:, EOS].masked_fill_(~last, float("-inf"))
+        block_repeated_ngrams(log_probs, history, no_repeat_ngram)
         not_eos = torch.arange(log_probs.size(1), device=src.device) != EOS
-        log_probs.masked_fill_((i + 1 >= max_lengths).unsqueeze(1) & not_eos, float("-inf"))  # last step: EOS
+        log_probs.masked_fill_(last.unsqueeze(1) & not_eos, float("-inf"))  # last step: EOS
         score, prev = log_probs.max(-1)
         tokens.append(prev)
         scores.append(score)
         weights.append(a)
+        if no_repeat_ngram > 0:
+            history = torch.cat([history, prev.unsqueeze(1)], 1)
         done |= prev == EOS
         if done.all():
             break
-    return _collect(torch.stack(tokens, 1), torch.stack(scores, 1),
-                    torch.stack(weights, 1) if weights[0] is not None else None, src_mask)
+    scores_t = torch.stack(scores, 1)
+    if scores_t.isnan().any():  # max() propagates NaN: one check after the search finds any step's
+        raise NonFiniteScoresError("the model's scores are not finite (NaN)")
+    return _collect(torch.stack(tokens, 1), scores_t, torch.stack(weights, 1) if weights[0] is not None else None,
+                    src_mask)
 
 
 def _collect(tokens: Tensor, scores: Tensor, attention: Tensor | None, src_mask: Tensor) -> list[Hypothesis]:
     """Cut each row after its first EOS into a Hypothesis."""
+    attention = attention.cpu() if attention is not None else None
     hyps = []
     for b, (row, row_scores) in enumerate(zip(tokens.tolist(), scores.tolist(), strict=True)):
         end = row.index(EOS) + 1
@@ -94,7 +115,9 @@ def beam_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Te
     Hypotheses are ranked by score / lp(length) (GNMT length penalty ``alpha``; 0 ranks by log-probability).
     A sentence stops as soon as its ``nbest`` best finished hypotheses cannot be beaten by a live beam, and
     leaves the batch. The encoder output (with the attention keys it holds) is computed once and shared by the
-    beams. Returns the ``nbest`` best hypotheses per sentence, best first; ``score`` is the log-probability.
+    beams. EOS is forbidden before ``min_length`` tokens (unless the maximum length is reached), and repeated
+    n-grams of size ``no_repeat_ngram`` never. Returns the ``nbest`` best hypotheses per sentence, best first;
+    ``score`` is the log-probability. Raises :class:`NonFiniteScoresError` when the model gives NaN scores.
     """
     batch, k, device = src.size(0), beam_size, src.device
     enc = model.encode(src, src_mask)
@@ -112,20 +135,22 @@ def beam_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Te
     finished: list[list[tuple[float, Hypothesis]]] = [[] for _ in range(batch)]
     kth_best = torch.full((batch,), float("-inf"), device=device)  # nbest-th finished score so far
     reachable = length_penalty(max_lengths.float(), alpha)  # the largest length penalty a sentence can get
+    nan = torch.zeros((), dtype=torch.bool, device=device)
     for i in range(int(max_lengths.max())):
         n = sentence.size(0)
         log_probs, a, state = model.step(prev, enc, state)
         vocab = log_probs.size(1)
-        if i < min_length:
-            log_probs[:, EOS] = float("-inf")
-        block_repeated_ngrams(log_probs, history, no_repeat_ngram)
         at_limit = (i + 1 >= max_lengths[sentence]).repeat_interleave(k)
+        if i < min_length:
+            log_probs[:, EOS].masked_fill_(~at_limit, float("-inf"))
+        block_repeated_ngrams(log_probs, history, no_repeat_ngram)
         log_probs.masked_fill_(at_limit.unsqueeze(1) & (torch.arange(vocab, device=device) != EOS), float("-inf"))
         if a is not None:
             attention = a.unsqueeze(1) if attention is None else torch.cat([attention, a.unsqueeze(1)], 1)
 
         candidates = (scores.view(-1, 1) + log_probs).view(n, k * vocab)
         cand_scores, cand_index = candidates.topk(min(2 * k, k * vocab), dim=1)
+        nan |= cand_scores[:, 0].isnan().any()  # topk ranks NaN first: a sentence with any NaN shows it here
         cand_rows = torch.arange(n, device=device).unsqueeze(1) * k + cand_index // vocab
         cand_token = cand_index % vocab
         valid = torch.isfinite(cand_scores)
@@ -135,7 +160,7 @@ def beam_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Te
         for b, c in (is_eos[:, :k]).nonzero().tolist():
             row, score, s = int(cand_rows[b, c]), float(cand_scores[b, c]), int(sentence[b])
             hyp = Hypothesis(history[row].tolist(), score, [*token_scores[row].tolist(), float(log_probs[row, EOS])],
-                             attention[row, :, : src_lengths[s]] if attention is not None else None)
+                             attention[row, :, : src_lengths[s]].cpu() if attention is not None else None)
             finished[s].append((score / length_penalty(history.size(1) + 1, alpha), hyp))
             if len(finished[s]) >= nbest:
                 kth_best[s] = sorted((f[0] for f in finished[s]), reverse=True)[nbest - 1]
@@ -160,4 +185,6 @@ def beam_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Te
         token_scores = torch.cat([token_scores[rows], log_probs[rows, prev].unsqueeze(1)], 1)
         attention = attention[rows] if attention is not None else None
         state = select(state, rows)
+    if nan:
+        raise NonFiniteScoresError("the model's scores are not finite (NaN)")
     return [[h for _, h in sorted(f, key=lambda x: -x[0])[:nbest]] for f in finished]

@@ -15,22 +15,32 @@ from pathlib import Path
 import sentencepiece as spm
 from omegaconf import DictConfig
 
+from nmt import NmtError
+
 log = logging.getLogger(__name__)
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 
 
 class Tokenizer:
-    """A sentencepiece model: text <-> ids and pieces."""
+    """A sentencepiece model: text <-> ids and pieces. A missing file raises ``FileNotFoundError``; an empty,
+    damaged or foreign one is an ``NmtError`` line naming it."""
 
     def __init__(self, model_file: str | Path) -> None:
         path = Path(model_file)
         if not path.is_file():
             raise FileNotFoundError(f"sentencepiece model not found: {path}")
         self.path = path
-        self.sp = spm.SentencePieceProcessor(model_file=str(path))
+        if path.stat().st_size == 0:
+            raise NmtError(f"sentencepiece model {path} is empty (0 bytes)")
+        try:
+            self.sp = spm.SentencePieceProcessor(model_file=str(path))
+        except (OSError, RuntimeError) as e:
+            reason = str(e).strip().removeprefix("INTERNAL: ").replace(f" from {path}", "") or type(e).__name__
+            raise NmtError(f"sentencepiece model {path} is damaged ({reason})") from None
         if (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id()) != (PAD, UNK, BOS, EOS):
-            raise ValueError(f"{path}: special ids must be pad=0 unk=1 bos=2 eos=3 (train it with nmt)")
+            raise NmtError(f"sentencepiece model {path}: special ids must be pad=0 unk=1 bos=2 eos=3 "
+                           f"(train it with nmt)")
 
     def __len__(self) -> int:
         return self.sp.get_piece_size()
@@ -80,8 +90,11 @@ def tokenizer_files(run_dir: Path, joint: bool) -> tuple[Path, Path]:
 
 
 def load_tokenizers(run_dir: Path, joint: bool) -> tuple[Tokenizer, Tokenizer]:
-    """The source and target tokenizers of a run (the same object when joint)."""
+    """The source and target tokenizers of a run (the same object when joint); a missing one is an ``NmtError``."""
     src_file, trg_file = tokenizer_files(run_dir, joint)
+    for path in (src_file, trg_file):
+        if not path.is_file():
+            raise NmtError(f"sentencepiece model not found: {path} (is {run_dir} a complete training run?)")
     src = Tokenizer(src_file)
     return src, (src if joint else Tokenizer(trg_file))
 

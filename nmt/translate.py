@@ -7,27 +7,98 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
+import os
+import select
+import signal
 import sys
+import threading
 import time
-from collections.abc import Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from nmt import NmtError, checkpoint
+from nmt import NmtError, cannot_write, checkpoint
 from nmt.batching import make_batch, token_batches
+from nmt.hardware import Precision, int8_engine, resolve_device, resolve_precision
 from nmt.model import build_model
-from nmt.search import Hypothesis, beam_search, greedy_search, max_output_lengths
+from nmt.rundir import load_config
+from nmt.search import Hypothesis, NonFiniteScoresError, beam_search, greedy_search, max_output_lengths
 from nmt.tokenizer import Tokenizer, load_tokenizers
 from nmt.words import pharaoh
 
 log = logging.getLogger(__name__)
+
+PAUSE = 0.005  # seconds without new input after which the lines that have arrived are translated
+READ_BYTES = 1 << 16  # input is read this many bytes at a time
+
+
+def _integer(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# Every decoding setting: what a value must pass, and how to say what is allowed.
+DECODE_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "beam_size": (lambda v: _integer(v) and v >= 1, "an integer >= 1 (1: greedy search)"),
+    "nbest": (lambda v: _integer(v) and v >= 1, "an integer from 1 to the beam size"),
+    "alpha": (lambda v: _number(v) and v >= 0, "a finite number >= 0 (0: no length penalty)"),
+    "max_len_a": (lambda v: _number(v) and v >= 0, "a finite number >= 0"),
+    "max_len_b": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+    "min_length": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+    "no_repeat_ngram": (lambda v: _integer(v) and v >= 0, "an integer >= 0 (0: no blocking)"),
+    "batch_tokens": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+}
+
+
+def check_decode(settings: Mapping[str, Any], names: Mapping[str, str] | None = None) -> None:
+    """Refuse a decoding setting out of range: one ``NmtError`` line naming it (by ``names``, e.g. the CLI's
+    ``--beam``, else ``decode.KEY``), its value and what is allowed. Settings that are absent or None are not
+    checked."""
+    def name(key: str) -> str:
+        return (names or {}).get(key, f"decode.{key}")
+
+    for key, (ok, allowed) in DECODE_RANGES.items():
+        value = settings.get(key)
+        if value is not None and not ok(value):
+            raise NmtError(f"{name(key)} {value}: must be {allowed}")
+    beam, nbest = settings.get("beam_size"), settings.get("nbest")
+    if beam is not None and nbest is not None and nbest > beam:
+        raise NmtError(f"{name('nbest')} {nbest}: must be at most the beam size ({name('beam_size')} {beam})")
+
+
+class PartialTranslation(KeyboardInterrupt):
+    """Ctrl-C during :meth:`Translator.search` or :meth:`Translator.translate`: ``done`` holds, in input order,
+    what was finished before it (n-best lists, or translations) and None (search: an empty list) for the rest."""
+
+    def __init__(self, done: list) -> None:
+        super().__init__()
+        self.done = done
+
+
+class StreamInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`translate_chunks`, after the first ``lines`` input lines were translated and
+    written."""
+
+    def __init__(self, lines: int) -> None:
+        super().__init__(f"stopped after translating and writing the first {lines:,} lines")
+        self.lines = lines
+
+
+class WriteError(NmtError):
+    """An output could not be written (a full disk, a failing device)."""
 
 
 @dataclass
@@ -46,60 +117,61 @@ class Translation:
     nbest: list[tuple[str, float]]
 
 
-def load_run_config(run_dir: Path) -> DictConfig:
-    """The resolved configuration a training run saved."""
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise NmtError(f"run config not found: {path} (is {run_dir} a training run directory?)")
-    try:
-        cfg = OmegaConf.load(path)
-    except Exception as e:
-        raise NmtError(f"cannot read run config {path}: {str(e).splitlines()[0]}") from None
-    if not isinstance(cfg, DictConfig) or "model" not in cfg or "tokenizer" not in cfg:
-        raise NmtError(f"{path} is not an nmt run config (no model or tokenizer section)")
-    return cfg
-
-
 class Translator:
-    """A model with its tokenizers and decoding settings; translates lists of sentences in length-sorted batches."""
+    """A model with its tokenizers and decoding settings; translates lists of sentences in length-sorted batches.
+
+    ``precision`` is a resolved :class:`nmt.hardware.Precision`, or "fp32", "bf16" or "auto", resolved here for
+    the model's device; ``checkpoint_path`` (where the weights came from) is named by an error about its scores.
+    """
 
     def __init__(self, model: nn.Module, src_tok: Tokenizer, trg_tok: Tokenizer, decode: DictConfig,
-                 max_src_length: int, precision: str = "fp32") -> None:
-        if precision not in ("fp32", "bf16"):
-            raise NmtError(f"unknown precision {precision!r} (supported: fp32, bf16)")
+                 max_src_length: int, precision: Precision | str = "fp32", checkpoint_path: Path | None = None
+                 ) -> None:
+        check_decode(decode)
         self.model, self.src_tok, self.trg_tok, self.decode = model, src_tok, trg_tok, decode
-        self.max_src_length, self.precision = max_src_length, precision
+        self.max_src_length, self.checkpoint_path = max_src_length, checkpoint_path
+        self.precision = precision if isinstance(precision, Precision) else resolve_precision(precision, self.device)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, checkpoint_name: str = "best.pt", quantize: str | None = None,
-                 precision: str = "fp32", **decode: object) -> Translator:
-        """Load a run directory: its config, sentencepiece model(s) and a checkpoint (``best.pt`` by default).
+                 precision: Precision | str = "fp32", device: torch.device | str = "cpu",
+                 **decode: object) -> Translator:
+        """Load a run directory: its config, sentencepiece model(s) and a checkpoint (``best.pt`` by default),
+        onto ``device`` ("cpu", "cuda", "cuda:N", or "auto": a GPU when there is one).
 
         ``quantize="int8"`` applies dynamic int8 quantization to the linear and fused recurrent layers (the
-        output projection, attention, bridge and encoder RNN) for faster CPU inference; ``precision="bf16"``
-        runs the matrix products in bfloat16 (autocast; fast on CPUs with AVX-512 BF16 or AMX). Keyword
-        arguments override the run's ``decode`` settings (e.g. ``beam_size=5``).
+        output projection, attention, bridge and encoder RNN) for faster CPU inference (refused on a GPU);
+        ``precision="bf16"`` runs the matrix products in bfloat16 (autocast), "auto" where this hardware runs
+        them faster (see :mod:`nmt.hardware`). Keyword arguments override the run's ``decode`` settings (e.g.
+        ``beam_size=5``). A damaged run directory or checkpoint is one ``NmtError`` line naming the file.
         """
         run_dir = Path(run_dir)
-        cfg = load_run_config(run_dir)
+        device = resolve_device(device) if isinstance(device, str) else device
+        if quantize not in (None, "int8"):
+            raise NmtError(f"unknown quantization {quantize!r} (supported: int8)")
+        engine = int8_engine(device) if quantize else None  # refuses a GPU before anything is loaded
+        check_decode(decode)
+        cfg = load_config(run_dir)
         src_tok, trg_tok = load_tokenizers(run_dir, cfg.tokenizer.joint)
         model = build_model(cfg.model, len(src_tok), len(trg_tok))
-        state = checkpoint.load(run_dir / checkpoint_name)
-        try:
-            model.load_state_dict(state["model"])
-        except (KeyError, RuntimeError) as e:
-            raise NmtError(f"checkpoint {run_dir / checkpoint_name} does not fit the run's model: "
-                           f"{str(e).splitlines()[0]}") from None
+        path = run_dir / checkpoint_name
+        checkpoint.load_weights(model, path)
         model.eval()
-        if quantize == "int8":
-            model = torch.ao.quantization.quantize_dynamic(model, {nn.Linear, nn.GRU, nn.LSTM}, dtype=torch.qint8)
-        elif quantize is not None:
-            raise NmtError(f"unknown quantization {quantize!r} (supported: int8)")
+        if engine is not None:
+            log.info("%s", engine)
+            with warnings.catch_warnings():  # torch's notices that its quantization API will move: not ours
+                warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated")
+                warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions .* deprecated")
+                model = torch.ao.quantization.quantize_dynamic(model, {nn.Linear, nn.GRU, nn.LSTM},
+                                                               dtype=torch.qint8)
         settings = OmegaConf.merge(cfg.decode, decode)
-        return cls(model, src_tok, trg_tok, settings, cfg.data.max_length, precision)
+        return cls(model.to(device), src_tok, trg_tok, settings, cfg.data.max_length, precision, path)
 
     def translate(self, sentences: list[str], names: list[str] | None = None) -> list[Translation]:
-        """Translate detokenized sentences; ``names`` (e.g. 'file:line') label truncation warnings."""
+        """Translate detokenized sentences; ``names`` (e.g. 'file:line') label truncation warnings.
+
+        Ctrl-C raises :class:`PartialTranslation` with the sentences translated so far (None for the others).
+        """
         src_ids = self.src_tok.encode(sentences)
         for i, ids in enumerate(src_ids):
             if len(ids) > self.max_src_length:
@@ -107,41 +179,53 @@ class Translator:
                 log.warning("%s: %d subwords, truncated to the model's limit of %d", where, len(ids),
                             self.max_src_length)
                 src_ids[i] = ids[: self.max_src_length]
-        translations = []
-        for ids, hyps in zip(src_ids, self.search(src_ids), strict=True):
-            texts = self.trg_tok.decode([h.tokens for h in hyps])
-            best = hyps[0]
-            src_pieces, trg_pieces = self.src_tok.pieces(ids), self.trg_tok.pieces(best.tokens)
-            nbest = [(text, h.score) for text, h in zip(texts, hyps, strict=True)]
-            translations.append(Translation(texts[0], best.score, best.token_scores, src_pieces, trg_pieces,
-                                            best.attention, pharaoh(best.attention, src_pieces, trg_pieces), nbest))
-        return translations
+        try:
+            searched = self.search(src_ids)
+        except PartialTranslation as e:
+            raise PartialTranslation([self._translation(ids, hyps) if hyps else None
+                                      for ids, hyps in zip(src_ids, e.done, strict=True)]) from None
+        return [self._translation(ids, hyps) for ids, hyps in zip(src_ids, searched, strict=True)]
+
+    def _translation(self, src_ids: list[int], hyps: list[Hypothesis]) -> Translation:
+        texts = self.trg_tok.decode([h.tokens for h in hyps])
+        best = hyps[0]
+        src_pieces, trg_pieces = self.src_tok.pieces(src_ids), self.trg_tok.pieces(best.tokens)
+        nbest = [(text, h.score) for text, h in zip(texts, hyps, strict=True)]
+        return Translation(texts[0], best.score, best.token_scores, src_pieces, trg_pieces, best.attention,
+                           pharaoh(best.attention, src_pieces, trg_pieces), nbest)
 
     @torch.no_grad()
     def search(self, src_ids: list[list[int]]) -> list[list[Hypothesis]]:
         """Decode subword id sequences in batches of similar length; n-best lists come back in input order.
 
-        Greedy search for ``beam_size`` 1, beam search otherwise (settings from ``self.decode``).
+        Greedy search for ``beam_size`` 1, beam search otherwise (settings from ``self.decode``). NaN scores are
+        an ``NmtError`` naming the checkpoint; Ctrl-C raises :class:`PartialTranslation` with the lists finished so
+        far (empty for the others).
         """
         d = self.decode
-        if d.nbest > d.beam_size:
-            raise NmtError(f"nbest ({d.nbest}) cannot exceed the beam size ({d.beam_size})")
         was_training = self.model.training
         self.model.eval()
         results: list[list[Hypothesis]] = [[] for _ in src_ids]
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
-        for indices in token_batches([len(s) for s in src_ids], None, d.batch_tokens):
-            batch = make_batch([src_ids[i] for i in indices]).to(self.device)
-            max_lengths = max_output_lengths(batch.src_mask, d.max_len_a, d.max_len_b)
-            with autocast:
-                if d.beam_size == 1:
-                    nbest = [[h] for h in greedy_search(self.model, batch.src, batch.src_mask, max_lengths)]
-                else:
-                    nbest = beam_search(self.model, batch.src, batch.src_mask, max_lengths, d.beam_size, d.alpha,
-                                        d.nbest, d.min_length, d.no_repeat_ngram)
-            for i, hyps in zip(indices, nbest, strict=True):
-                results[i] = hyps
-        self.model.train(was_training)
+        try:
+            for indices in token_batches([len(s) for s in src_ids], None, d.batch_tokens):
+                batch = make_batch([src_ids[i] for i in indices]).to(self.device)
+                max_lengths = max_output_lengths(batch.src_mask, d.max_len_a, d.max_len_b)
+                with self.precision.autocast(self.device):
+                    if d.beam_size == 1:
+                        nbest = [[h] for h in greedy_search(self.model, batch.src, batch.src_mask, max_lengths,
+                                                            d.min_length, d.no_repeat_ngram)]
+                    else:
+                        nbest = beam_search(self.model, batch.src, batch.src_mask, max_lengths, d.beam_size,
+                                            d.alpha, d.nbest, d.min_length, d.no_repeat_ngram)
+                for i, hyps in zip(indices, nbest, strict=True):
+                    results[i] = hyps
+        except NonFiniteScoresError:
+            who = f"the model of checkpoint {self.checkpoint_path}" if self.checkpoint_path else "the model"
+            raise NmtError(f"{who} gives NaN scores: its weights are broken (did its training diverge?)") from None
+        except KeyboardInterrupt:
+            raise PartialTranslation(results) from None
+        finally:
+            self.model.train(was_training)
         return results
 
     @property
@@ -149,15 +233,68 @@ class Translator:
         return next(self.model.parameters()).device
 
 
+def _decode_line(raw: bytes, name: str, number: int) -> str:
+    """One line as UTF-8 without its line ending; invalid bytes become U+FFFD with a warning naming the line."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        log.warning("%s:%d: invalid UTF-8, undecodable bytes replaced by U+FFFD", name, number)
+        line = raw.decode("utf-8", errors="replace")
+    return line.rstrip("\r\n")
+
+
 def read_lines_replacing(stream: Iterable[bytes], name: str) -> Iterator[str]:
     """Decode lines as UTF-8; invalid bytes become U+FFFD with a warning naming the line (nothing is dropped)."""
     for number, raw in enumerate(stream, 1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            log.warning("%s:%d: invalid UTF-8, undecodable bytes replaced by U+FFFD", name, number)
-            line = raw.decode("utf-8", errors="replace")
-        yield line.rstrip("\r\n")
+        yield _decode_line(raw, name, number)
+
+
+def _input_waiting(fd: int, wait: float) -> bool:
+    """Whether more input (or its end) arrives on ``fd`` within ``wait`` seconds."""
+    try:
+        return bool(select.select([fd], [], [], wait)[0])
+    except (OSError, ValueError):  # no select() for this kind of file (a pipe on Windows): answer now
+        return False
+
+
+def read_chunks(fd: int, name: str, max_lines: int = 1000, wait: float = PAUSE) -> Iterator[list[str]]:
+    """The lines of the file descriptor ``fd`` (decoded as :func:`read_lines_replacing` does), in chunks.
+
+    A chunk ends after ``max_lines`` lines, at the end of the input, or when the input pauses: when lines have
+    arrived and nothing more comes within ``wait`` seconds. So a file or a steady stream is read in large
+    chunks, while a program (or a person) that writes a line and waits for its translation gets it at once.
+    A last line without a line break counts as a line.
+    """
+    lines: list[bytes] = []
+    partial: list[bytes] = []  # the pieces of a line whose end has not arrived yet
+    number = 0  # lines yielded so far
+
+    def chunk(n: int) -> list[str]:
+        nonlocal lines, number
+        out = [_decode_line(raw, name, number + i + 1) for i, raw in enumerate(lines[:n])]
+        lines, number = lines[n:], number + n
+        return out
+
+    while True:
+        if lines and not _input_waiting(fd, wait):
+            yield chunk(len(lines))
+        data = os.read(fd, READ_BYTES)
+        if not data:
+            break
+        if b"\n" not in data:
+            partial.append(data)
+            continue
+        pieces = data.split(b"\n")
+        pieces[0] = b"".join([*partial, pieces[0]])
+        tail = pieces.pop()
+        partial = [tail] if tail else []
+        lines.extend(pieces)
+        while len(lines) >= max_lines:
+            yield chunk(max_lines)
+    if partial:
+        lines.append(b"".join(partial))
+    if lines:
+        yield chunk(len(lines))
 
 
 def format_translation(t: Translation | None, line: int, nbest: int, scores: bool) -> str:
@@ -172,43 +309,99 @@ def format_translation(t: Translation | None, line: int, nbest: int, scores: boo
     return f"{t.score:.4f}\t{t.text}\n" if scores else t.text + "\n"
 
 
-def translate_stream(translator: Translator, lines: Iterable[str], out: TextIO, name: str,
-                     chunk_lines: int = 1000, progress: bool = True, nbest: int = 0, scores: bool = False,
-                     alignments: TextIO | None = None) -> int:
-    """Translate ``lines`` chunk by chunk, writing one output line per input line, in order.
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C while the block runs (so that output lines are written whole), then deliver it; a second
+    Ctrl-C (a write that blocks) is delivered at once. Only the main thread can do this; elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
 
-    Memory stays bounded by the chunk; the output of a chunk is written (and flushed) before the next is read.
-    Blank lines give blank lines. ``alignments`` receives a Pharaoh line per input line. Returns the number of
-    lines translated.
+    def hold(signum: int, frame: object) -> None:
+        if caught:
+            raise KeyboardInterrupt
+        caught.append(signum)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught and callable(previous):
+        previous(signal.SIGINT, None)
+
+
+def _write(f: TextIO, text: str) -> None:
+    """Write and flush; a failed write is a :class:`WriteError` naming the file (a closed pipe stays a
+    BrokenPipeError, for the caller to end quietly)."""
+    try:
+        f.write(text)
+        f.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise WriteError(str(cannot_write(e, getattr(f, "name", "the output")))) from None
+
+
+def _batched(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for line in lines:
+        chunk.append(line)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def translate_chunks(translator: Translator, chunks: Iterable[list[str]], out: TextIO, name: str,
+                     progress: bool = True, nbest: int = 0, scores: bool = False,
+                     alignments: TextIO | None = None) -> int:
+    """Translate chunks of lines, writing (and flushing) one output line per input line, in order, a chunk's
+    lines before the next chunk is read. Blank lines give blank lines; ``alignments`` receives a Pharaoh line per
+    input line; ``progress`` draws a progress bar on stderr. Returns the number of lines translated.
+
+    Ctrl-C stops with :class:`StreamInterrupted` after writing every line translated before it that follows
+    the lines written (the longest in-order prefix); a failed write is a :class:`WriteError`.
     """
     start, count = time.perf_counter(), 0
     bar = tqdm(unit=" sent", disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    chunk: list[str] = []
-
-    def flush() -> None:
-        nonlocal count
-        texts = [" ".join(line.split()) for line in chunk]
-        keep = [i for i, t in enumerate(texts) if t]
-        names = [f"{name}:{count + i + 1}" for i in keep]
-        results: list[Translation | None] = [None] * len(chunk)
-        for i, t in zip(keep, translator.translate([texts[i] for i in keep], names) if keep else [], strict=True):
-            results[i] = t
-        out.write("".join(format_translation(t, count + i, nbest, scores) for i, t in enumerate(results)))
-        out.flush()
-        if alignments is not None:
-            alignments.write("".join((t.alignment if t else "") + "\n" for t in results))
-            alignments.flush()
-        count += len(chunk)
-        bar.update(len(chunk))
-        chunk.clear()
-
-    for line in lines:
-        chunk.append(line)
-        if len(chunk) >= chunk_lines:
-            flush()
-    if chunk:
-        flush()
-    bar.close()
+    try:
+        for chunk in chunks:
+            texts = [" ".join(line.split()) for line in chunk]
+            keep = [i for i, t in enumerate(texts) if t]
+            results: list[Translation | None] = [None] * len(chunk)
+            try:
+                done = translator.translate([texts[i] for i in keep], [f"{name}:{count + i + 1}" for i in keep]) \
+                    if keep else []
+            except PartialTranslation as e:
+                done = e.done
+            for i, t in zip(keep, done, strict=True):
+                results[i] = t
+            ready = next((i for i, t in enumerate(results) if t is None and texts[i]), len(chunk))
+            with _sigint_deferred():
+                _write(out, "".join(format_translation(t, count + i, nbest, scores)
+                                    for i, t in enumerate(results[:ready])))
+                if alignments is not None:
+                    _write(alignments, "".join((t.alignment if t else "") + "\n" for t in results[:ready]))
+                count += ready
+            bar.update(ready)
+            if ready < len(chunk):
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        raise StreamInterrupted(count) from None
+    finally:
+        bar.close()
     elapsed = time.perf_counter() - start
     log.info("translated %d lines in %.1f s (%.1f sentences/s)", count, elapsed, count / max(elapsed, 1e-9))
     return count
+
+
+def translate_stream(translator: Translator, lines: Iterable[str], out: TextIO, name: str,
+                     chunk_lines: int = 1000, progress: bool = True, nbest: int = 0, scores: bool = False,
+                     alignments: TextIO | None = None) -> int:
+    """Translate ``lines`` chunk by chunk (``chunk_lines`` at a time) with :func:`translate_chunks`: memory stays
+    bounded by the chunk, and a chunk's output is written before the next is read."""
+    return translate_chunks(translator, _batched(lines, chunk_lines), out, name, progress, nbest, scores,
+                            alignments)

@@ -10,7 +10,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from nmt.train import CONF_DIR, train
+from nmt.config import CONF_DIR
+from nmt.train import train
 
 # A shrunken default recipe: fewer sentences and epochs, two threads (the CI machine has two cores).
 SMALL_DATES = ["data.sizes.train=10000", "data.sizes.dev=300", "data.sizes.test=500", "train.max_epochs=3",

@@ -70,7 +70,7 @@ def test_train_error_is_one_line(tmp_path: Path) -> None:
     result = nmt("train", "data=multi30k_deen", f"data.dir={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        f"nmt train: error: data directory not found: {tmp_path / 'nowhere'} (set data.dir=...)")
+        f"nmt train: error: data directory not found: {tmp_path / 'nowhere'} (set data.dir=DIR or NMT_MULTI30K=DIR)")
     assert "Traceback" not in result.stderr
 
 

@@ -1,4 +1,6 @@
-"""Multi-process training with DistributedDataParallel on gloo: ranks stay identical and match one process."""
+"""Multi-process training with DistributedDataParallel on gloo: ranks stay identical and match one process; the
+collectives work across ranks, and on the nccl path each rank binds its GPU before the group starts and every
+collective puts its tensors on that GPU (checked with fake CUDA tensors, so that it runs on any machine)."""
 
 import os
 import socket
@@ -6,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -76,3 +79,64 @@ def test_torchrun_trains_with_two_processes_and_rank_0_writes(tmp_path: Path) ->
     assert last["progress"]["step"] == 8 and last["progress"]["finished"]
     assert len(last["rng"]) == 2  # both ranks' random states, for an exact resume
     assert [p.name for p in sorted((run_dir / "checkpoints").glob("*.pt"))] == ["step-4.pt", "step-8.pt"]
+
+
+def _collectives(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    distributed.setup(torch.device("cpu"))
+    results = {"max": distributed.all_max(rank, 7 * rank), "sum": distributed.all_sum(1.5, float(rank)),
+               "broadcast": distributed.broadcast({"from": rank}), "gather": distributed.gather(f"rank {rank}")}
+    distributed.barrier()
+    torch.save(results, f"{out}.{rank}")
+    distributed.shutdown()
+
+
+def test_collectives_across_two_gloo_ranks(tmp_path: Path) -> None:
+    """The same functions the nccl path uses, for real across two processes."""
+    out = str(tmp_path / "collectives")
+    mp.spawn(_collectives, args=(2, _free_port(), out), nprocs=2, join=True)
+    for rank in (0, 1):
+        r = torch.load(f"{out}.{rank}", weights_only=True)
+        assert r == {"max": [1, 7], "sum": [3.0, 1.0], "broadcast": {"from": 0}, "gather": ["rank 0", "rank 1"]}
+
+
+class Stop(Exception):
+    """Ends a faked collective once its tensor has been seen."""
+
+
+def test_nccl_binds_the_device_first_and_collectives_use_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    calls: list[tuple] = []
+    initialized = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(("set_device", torch.device(device))))
+    monkeypatch.setattr(dist, "is_initialized", lambda: bool(initialized))
+
+    def init_process_group(backend: str, **kwargs: object) -> None:
+        calls.append(("init", backend))
+        initialized.append(True)
+
+    def all_reduce(tensor: torch.Tensor, op: object = None) -> None:
+        calls.append(("all_reduce", tensor.device))
+        raise Stop
+
+    def broadcast_object_list(objects: list, src: int = 0, group: object = None, device: object = None) -> None:
+        calls.append(("broadcast", torch.device(device)))
+
+    monkeypatch.setattr(dist, "init_process_group", init_process_group)
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(dist, "all_reduce", all_reduce)
+    monkeypatch.setattr(dist, "broadcast_object_list", broadcast_object_list)
+    monkeypatch.setattr(distributed, "_device", torch.device("cpu"))
+    gpu = torch.device("cuda", 1)
+    assert distributed.setup(gpu) == (1, 2)
+    assert calls == [("set_device", gpu), ("init", "nccl")]  # the device is set before the group starts
+    with FakeTensorMode(allow_non_fake_inputs=True):  # CUDA tensors without a GPU
+        for collective in (lambda: distributed.all_max(1, 0), lambda: distributed.all_sum(2.0, 3.0)):
+            with pytest.raises(Stop):
+                collective()
+    distributed.broadcast("x")
+    assert calls[2:] == [("all_reduce", gpu), ("all_reduce", gpu), ("broadcast", gpu)]
+    assert distributed.backend(torch.device("cpu")) == "gloo"

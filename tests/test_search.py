@@ -8,7 +8,14 @@ from torch.nn import functional as F
 
 from nmt.batching import make_batch
 from nmt.data import read_lines
-from nmt.search import beam_search, block_repeated_ngrams, greedy_search, length_penalty, max_output_lengths
+from nmt.search import (
+    NonFiniteScoresError,
+    beam_search,
+    block_repeated_ngrams,
+    greedy_search,
+    length_penalty,
+    max_output_lengths,
+)
 from nmt.tokenizer import EOS
 from nmt.translate import Translator
 from tests.test_model import small_model
@@ -110,3 +117,60 @@ def test_no_repeat_ngram_blocking() -> None:
     for hyps in _search(model, SOURCES, 3, no_repeat_ngram=2):
         bigrams = list(zip(hyps[0].tokens, hyps[0].tokens[1:], strict=False))
         assert len(bigrams) == len(set(bigrams))
+
+
+@pytest.mark.parametrize(("seed", "options"), [(0, {"min_length": 6}), (3, {"no_repeat_ngram": 1}),
+                                               (3, {"no_repeat_ngram": 2}),
+                                               (0, {"min_length": 5, "no_repeat_ngram": 2})])
+def test_greedy_applies_min_length_and_no_repeat_ngram_as_beam_one_does(seed: int, options: dict) -> None:
+    """Seed 0 gives a model that ends every output at once, seed 3 one that repeats a token: the options matter."""
+    torch.manual_seed(seed)
+    model = small_model()
+    batch = make_batch(SOURCES)
+    lengths = max_output_lengths(batch.src_mask, 1.5, 5)
+    greedy = greedy_search(model, batch.src, batch.src_mask, lengths, **options)
+    beam = beam_search(model, batch.src, batch.src_mask, lengths, 1, **options)
+    plain = greedy_search(model, batch.src, batch.src_mask, lengths)
+    assert [g.tokens for g in greedy] != [p.tokens for p in plain]  # the options change the search here
+    for g, (b,), limit in zip(greedy, beam, lengths.tolist(), strict=True):
+        assert g.tokens == b.tokens and g.score == pytest.approx(b.score, abs=1e-5)
+        assert len(g.tokens) >= min(options.get("min_length", 0), limit - 1)
+        n = options.get("no_repeat_ngram", 0)
+        if n:
+            grams = [tuple(g.tokens[i:i + n]) for i in range(len(g.tokens) - n + 1)]
+            assert len(grams) == len(set(grams))
+
+
+def test_greedy_with_options_is_batch_invariant() -> None:
+    torch.manual_seed(3)
+    model = small_model()
+    batch = make_batch(SOURCES)
+    lengths = max_output_lengths(batch.src_mask, 1.5, 5)
+    together = greedy_search(model, batch.src, batch.src_mask, lengths, min_length=4, no_repeat_ngram=2)
+    for src, in_batch in zip(SOURCES, together, strict=True):
+        alone = make_batch([src])
+        (hyp,) = greedy_search(model, alone.src, alone.src_mask, max_output_lengths(alone.src_mask, 1.5, 5),
+                               min_length=4, no_repeat_ngram=2)
+        assert hyp.tokens == in_batch.tokens and hyp.score == pytest.approx(in_batch.score, abs=1e-5)
+
+
+@pytest.mark.parametrize("beam", [0, 1, 3])
+def test_the_maximum_length_wins_over_min_length(beam: int) -> None:
+    """A min_length beyond the length limit: every sentence still ends with EOS at its limit."""
+    model = small_model()
+    batch = make_batch(SOURCES)
+    lengths = torch.tensor([3, 2, 4, 1])
+    if beam == 0:
+        hyps = [[h] for h in greedy_search(model, batch.src, batch.src_mask, lengths, min_length=10)]
+    else:
+        hyps = beam_search(model, batch.src, batch.src_mask, lengths, beam, min_length=10)
+    assert [len(h[0].tokens) + 1 for h in hyps] == lengths.tolist()
+
+
+@pytest.mark.parametrize("beam", [0, 1, 4])
+def test_nan_scores_are_an_error(beam: int) -> None:
+    model = small_model()
+    with torch.no_grad():
+        model.output.weight.fill_(3e38)  # finite weights whose logits overflow: log_softmax gives NaN
+    with pytest.raises(NonFiniteScoresError, match="not finite"):
+        _search(model, SOURCES, beam)

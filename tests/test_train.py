@@ -3,10 +3,14 @@ exactly, checkpoints are kept and averaged, and a killed run resumes to the same
 
 import json
 import logging
+import math
+import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,10 +19,11 @@ from datasets import Dataset
 from omegaconf import OmegaConf
 from torch import nn
 
-from nmt import checkpoint
+from nmt import NmtError, checkpoint
 from nmt.checkpoint import step_checkpoints
+from nmt.config import CONF_DIR, validate
 from nmt.model import RecurrentSeq2Seq
-from nmt.train import CONF_DIR, Checkpoints, train, train_update
+from nmt.train import Checkpoints, Interrupted, Interrupts, Progress, train, train_update
 from nmt.translate import Translator
 from tests.conftest import SMALL_DATES, compose_config
 
@@ -71,19 +76,14 @@ def test_every_config_option_composes(group: str) -> None:
         assert OmegaConf.to_container(cfg, resolve=True)[group]
 
 
-def test_a_wrong_key_is_refused_before_training() -> None:
+def test_a_wrong_key_or_type_is_refused_before_training_naming_the_key() -> None:
     with pytest.raises(Exception, match="hidden_sise"):
         compose_config(["model.hidden_sise=5"])
-    with pytest.raises(Exception, match="max_epoch"):
-        compose_config(["train.max_epoch=5"])
-
-
-def test_a_value_of_the_wrong_type_is_refused_naming_the_key() -> None:
-    with pytest.raises(Exception, match=r"train\.lr"):
-        compose_config(["train.lr=fast"])
-    with pytest.raises(Exception, match=r"train\.max_epochs"):
-        compose_config(["train.max_epochs=2.5"])
-    assert compose_config(["train.lr=1e-3"]).train.lr == 1e-3
+    with pytest.raises(NmtError, match=r"^train\.lr='fast': input should be a valid number"):
+        validate(compose_config(["train.lr=fast"]))
+    with pytest.raises(NmtError, match=r"^train\.max_epochs=2\.5: input should be a valid integer"):
+        validate(compose_config(["train.max_epochs=2.5"]))
+    assert validate(compose_config(["train.lr=1e-3"])).train.lr == 1e-3
 
 
 def _toy_data(n: int = 24, seed: int = 0) -> tuple[Dataset, list[int]]:
@@ -157,26 +157,129 @@ def _tiny_run(run_dir: Path, *extra: str) -> list[str]:
             f"hydra.run.dir={run_dir}", *extra]
 
 
-def test_a_killed_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny run trained without interruption: what an interrupted and resumed run must end with."""
+    whole = tmp_path_factory.mktemp("whole")
+    subprocess.run(_tiny_run(whole), check=True, capture_output=True)
+    return whole
+
+
+def _wait_for(proc: subprocess.Popen, ready: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 120
+    while not ready() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _dev_records(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(x) for x in lines if x.endswith("}") and json.loads(x)["split"] == "dev"]
+
+
+def _assert_resumes_to(run: Path, whole: Path, interrupted: dict) -> None:
+    resumed = subprocess.run(_tiny_run(run, "train.resume=true"), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"step {interrupted['step']}" in resumed.stderr and "resuming" in resumed.stderr
+    final = step_checkpoints(whole)[-1]
+    assert final.name == step_checkpoints(run)[-1].name
+    a, b = checkpoint.load(final)["model"], checkpoint.load(run / "checkpoints" / final.name)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    steps = [r["step"] for r in _dev_records(run)]
+    assert steps == sorted(set(steps)) == [r["step"] for r in _dev_records(whole)]  # each validation once
+
+
+def test_a_killed_run_resumes_to_the_same_weights(uninterrupted: Path, tmp_path: Path) -> None:
     """SIGKILL after a mid-epoch checkpoint, resume, and the final weights equal an uninterrupted run's,
     bit for bit (CPU, one thread, fixed seed: every random draw is restored from the checkpoint)."""
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    subprocess.run(_tiny_run(whole), check=True, capture_output=True)
+    killed = tmp_path / "killed"
     proc = subprocess.Popen(_tiny_run(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not (killed / "last.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_for(proc, lambda: (killed / "last.pt").exists())
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
     interrupted = checkpoint.load(killed / "last.pt")["progress"]
     assert not interrupted["finished"] and interrupted["batch"] > 0  # killed mid-epoch, after a checkpoint
-    resumed = subprocess.run(_tiny_run(killed, "train.resume=true"), capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"step {interrupted['step']}" in resumed.stderr and "resuming" in resumed.stderr
-    final = step_checkpoints(whole)[-1]
-    assert final.name == step_checkpoints(killed)[-1].name
-    a, b = checkpoint.load(final)["model"], checkpoint.load(killed / "checkpoints" / final.name)["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    steps = [json.loads(x)["step"] for x in (killed / "metrics.jsonl").read_text().splitlines()
-             if json.loads(x)["split"] == "dev"]
-    assert steps == sorted(set(steps))  # the log holds each validation once
+    _assert_resumes_to(killed, uninterrupted, interrupted)
+
+
+def test_ctrl_c_saves_the_update_it_finishes_and_resumes_to_the_same_weights(uninterrupted: Path,
+                                                                              tmp_path: Path) -> None:
+    """SIGINT right after a validation: the run finishes the update it is in (not a validation step), saves
+    last.pt there, exits 130 with one line, and its resume ends bit for bit where an uninterrupted run ends."""
+    run = tmp_path / "interrupted"
+    proc = subprocess.Popen(_tiny_run(run), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for(proc, lambda: bool(_dev_records(run)))
+    proc.send_signal(signal.SIGINT)
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, stderr[-2000:]
+    interrupted = checkpoint.load(run / "last.pt")["progress"]
+    assert interrupted["step"] % 10 != 0 and not interrupted["trained"]  # between validations
+    assert stderr.strip().splitlines()[-1] == (
+        f"nmt train: interrupted by SIGINT at step {interrupted['step']}: saved {run / 'last.pt'}; continue with "
+        f"train.resume=true")
+    assert "Traceback" not in stderr
+    _assert_resumes_to(run, uninterrupted, interrupted)
+
+
+def test_sigterm_saves_and_exits_143_and_perplexity_is_minimised(tmp_path: Path) -> None:
+    run = tmp_path / "terminated"
+    proc = subprocess.Popen(_tiny_run(run, "train.metric=ppl"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    _wait_for(proc, lambda: len(_dev_records(run)) >= 3)
+    proc.send_signal(signal.SIGTERM)
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 143
+    assert stderr.strip().splitlines()[-1].startswith("nmt train: interrupted by SIGTERM at step ")
+    assert checkpoint.load(run / "last.pt")["progress"]["step"] > _dev_records(run)[-1]["step"]
+    best = checkpoint.load(run / "best.pt")["progress"]
+    assert best["best"] == min(r["ppl"] for r in _dev_records(run))  # lower is better for ppl (and loss)
+
+
+def test_a_second_signal_aborts_at_once() -> None:
+    with Interrupts() as interrupts:
+        interrupts.at_once = False
+        os.kill(os.getpid(), signal.SIGINT)
+        assert interrupts.received == signal.SIGINT  # the first only asks
+        with pytest.raises(Interrupted) as second:
+            os.kill(os.getpid(), signal.SIGINT)
+    assert second.value.abort and second.value.status == 130
+
+
+def test_a_checkpoint_of_an_older_nmt_resumes() -> None:
+    old = {"step": 40, "epoch": 1, "batch": 3, "best": 12.5, "bad": 0, "finished": False, "elapsed": 9.5,
+           "validated": 40}
+    progress = Progress.from_checkpoint({"progress": old}, Path("last.pt"))
+    assert (progress.step, progress.batch, progress.best, progress.trained) == (40, 3, 12.5, False)
+    with pytest.raises(NmtError, match=r"last\.pt holds no training progress"):
+        Progress.from_checkpoint({"model": {}}, Path("last.pt"))
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoints(uninterrupted: Path, tmp_path: Path) -> None:
+    """Weights gone non-finite (here: a last.pt whose weights are NaN) give a non-finite gradient at the next
+    update: training stops there with one line naming the step, and best.pt is not replaced."""
+    run = tmp_path / "nan"
+    shutil.copytree(uninterrupted, run)
+    state = checkpoint.load(run / "last.pt")
+    state["progress"].update(finished=False, trained=False, step=15, epoch=0, batch=15, validated=10)
+    state["model"] = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                      for k, v in state["model"].items()}
+    checkpoint.save(state, run / "last.pt")
+    best = (run / "best.pt").read_bytes()
+    done = subprocess.run(_tiny_run(run, "train.resume=true"), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "nmt train: error: training diverged at step 16: the gradient norm is nan")
+    assert (run / "best.pt").read_bytes() == best
+    assert checkpoint.load(run / "last.pt")["progress"]["step"] == 15
+
+
+def test_a_non_finite_gradient_is_not_applied() -> None:
+    train_set, trg_lengths = _toy_data()
+    model = _toy_model()
+    with torch.no_grad():
+        model.output.bias[0] = float("inf")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    _, _, norm = train_update(model, torch.optim.Adam(model.parameters()), train_set, [list(range(24))],
+                              trg_lengths, TOY_TRAIN)
+    assert not math.isfinite(norm)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -1,13 +1,20 @@
-"""The translation API and streaming: one output line per input line, in order, whatever the input."""
+"""The translation API and streaming: one output line per input line, in order, whatever the input; answers as
+soon as a pipe pauses, large batches from a steady stream; precision and device."""
 
 import io
 import logging
+import os
+import select
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from nmt import NmtError
-from nmt.translate import Translator, read_lines_replacing, translate_stream
+from nmt.hardware import Precision, resolve_device, resolve_precision
+from nmt.translate import Translator, read_chunks, read_lines_replacing, translate_chunks, translate_stream
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +97,87 @@ def test_bf16_translation_agrees_with_fp32(dates_run: tuple[Path, dict]) -> None
     assert max(abs(a.score - b.score) for a, b in zip(fp32, bf16, strict=True) if a.text == b.text) < 0.1
     with pytest.raises(NmtError, match="unknown precision"):
         Translator.from_run(run_dir, precision="fp8")
+
+
+def test_precision_and_device_are_resolved(dates_run: tuple[Path, dict]) -> None:
+    auto = Translator.from_run(dates_run[0], precision="auto", device="auto")
+    expected = resolve_precision("auto", auto.device)
+    assert isinstance(auto.precision, Precision) and auto.precision == expected and auto.precision.reason
+    assert auto.device == resolve_device("auto")
+    chosen = Precision("bf16", "chosen by the caller")
+    for precision, name in (("fp32", "fp32"), ("bf16", "bf16"), (chosen, "bf16")):
+        again = Translator(auto.model, auto.src_tok, auto.trg_tok, auto.decode, auto.max_src_length, precision)
+        assert again.precision.name == name
+    assert again.precision is chosen
+    assert [t.text for t in again.translate(["4 July 1976"])] == ["1976-07-04"]
+
+
+def test_a_pause_in_the_input_ends_a_chunk() -> None:
+    read, write = os.pipe()
+    try:
+        os.write(write, b"first line\nsecond \xff line\npartial")
+        chunks = read_chunks(read, "<pipe>")
+        assert next(chunks) == ["first line", "second \ufffd line"]  # the pipe stays open: answered at the pause
+        os.write(write, b" end\n\nlast")
+        os.close(write)
+        write = -1
+        assert list(chunks) == [["partial end", "", "last"]]
+    finally:
+        os.close(read)
+        if write >= 0:
+            os.close(write)
+
+
+def test_a_piped_stream_is_decoded_in_large_batches(translator: Translator, monkeypatch: pytest.MonkeyPatch
+                                                    ) -> None:
+    """2,000 lines written into a pipe at once: chunks of 1,000, not a line at a time."""
+    sizes: list[int] = []
+    original = translator.translate
+
+    def counted(sentences: list[str], names: list[str] | None = None) -> list:
+        sizes.append(len(sentences))
+        return original(sentences, names)
+
+    monkeypatch.setattr(translator, "translate", counted)
+    days = [f"{d % 28 + 1} March {1950 + d % 70}" for d in range(2000)]
+    read, write = os.pipe()
+    writer = threading.Thread(target=lambda: (os.write(write, "".join(f"{d}\n" for d in days).encode()),
+                                              os.close(write)))
+    writer.start()
+    out = io.StringIO()
+    try:
+        count = translate_chunks(translator, read_chunks(read, "<pipe>"), out, "<pipe>", progress=False)
+    finally:
+        writer.join()
+        os.close(read)
+    assert count == 2000 and sum(sizes) == 2000 and min(sizes) >= 64, sizes
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2000
+    assert sum(h == f"{1950 + d % 70}-03-{d % 28 + 1:02d}" for d, h in enumerate(lines)) >= 1900
+
+
+def test_a_client_gets_each_answer_while_it_keeps_the_pipe_open(dates_run: tuple[Path, dict]) -> None:
+    process = subprocess.Popen([sys.executable, "-m", "nmt", "translate", "-m", str(dates_run[0]), "--device", "cpu"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for line, expected in (("Wednesday, 25 November 2026", "2026-11-25"), ("3.4.99", "1999-04-03")):
+            process.stdin.write(f"{line}\n".encode())
+            process.stdin.flush()
+            ready, _, _ = select.select([process.stdout], [], [], 240)  # only guards against a hang
+            assert ready, "no answer while the pipe stays open"
+            assert process.stdout.readline().decode() == expected + "\n"
+        process.stdin.close()
+        assert process.wait(timeout=120) == 0
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_greedy_translation_applies_min_length_and_no_repeat_ngram(translator: Translator,
+                                                                     dates_run: tuple[Path, dict]) -> None:
+    (plain,) = translator.translate(["1 May 2000"])
+    assert translator.decode.beam_size == 1 and len(set(plain.trg_pieces)) < len(plain.trg_pieces)  # "0" repeats
+    longer = Translator.from_run(dates_run[0], min_length=len(plain.trg_pieces) + 3)
+    assert len(longer.translate(["1 May 2000"])[0].trg_pieces) >= len(plain.trg_pieces) + 3
+    (distinct,) = Translator.from_run(dates_run[0], no_repeat_ngram=1).translate(["1 May 2000"])
+    assert len(set(distinct.trg_pieces)) == len(distinct.trg_pieces)

@@ -1,0 +1,115 @@
+"""The machine and the choices made from it: precision auto (injected CPUs and measurements, so that every branch
+runs on any machine), the measurement cache, devices, threads and int8."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from nmt import NmtError, hardware
+from nmt.hardware import Machine, resolve_precision
+
+CPU = torch.device("cpu")
+COMMON = {"fpu", "sse2", "avx", "avx2", "fma"}
+CASCADE_LAKE = Machine("Intel(R) Xeon(R) Gold 6248 (Cascade Lake)", "x86_64", "Linux",
+                       frozenset(COMMON | {"avx512f", "avx512bw", "avx512_vnni"}), 2)
+SAPPHIRE_RAPIDS = Machine("Intel(R) Xeon(R) Platinum 8480+ (Sapphire Rapids)", "x86_64", "Linux",
+                          frozenset(COMMON | {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8"}), 2)
+ZEN4 = Machine("AMD EPYC 9R14 (Zen 4)", "x86_64", "Linux", frozenset(COMMON | {"avx512f", "avx512_bf16"}), 2)
+GRAVITON = Machine("Neoverse-V1", "aarch64", "Linux", frozenset({"fp", "asimd", "bf16", "sve"}), 2)
+UNKNOWN = Machine("unknown", "unknown", "Windows", frozenset(), 2)
+
+
+def never(threads: int) -> float:
+    raise AssertionError("no measurement expected here")
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NMT_CACHE", str(tmp_path))
+
+
+@pytest.mark.parametrize(("machine", "expected"), [(CASCADE_LAKE, "fp32"), (SAPPHIRE_RAPIDS, "bf16"),
+                                                   (GRAVITON, "fp32"), (UNKNOWN, "fp32")],
+                         ids=["cascade-lake", "sapphire-rapids", "arm", "unknown"])
+def test_auto_by_capability(machine: Machine, expected: str) -> None:
+    precision = resolve_precision("auto", CPU, machine, threads=2, measure=never)
+    assert precision.name == expected
+    assert machine.cpu in precision.reason or machine.arch in precision.reason
+
+
+def test_auto_measures_where_the_flag_alone_does_not_tell() -> None:
+    """AVX512-BF16 without AMX: a Zen 4 runs bf16 at 2.7x fp32, an Intel VM that hides AMX at 0.56x (both measured
+    on the machines of this project); the measurement decides, and is cached per CPU, flags, torch and threads."""
+    calls = []
+
+    def zen4(threads: int) -> float:
+        calls.append(threads)
+        return 2.7
+
+    fast = resolve_precision("auto", CPU, ZEN4, threads=2, measure=zen4)
+    assert fast.name == "bf16" and "measured 2.70x fp32" in fast.reason
+    again = resolve_precision("auto", CPU, ZEN4, threads=2, measure=never)
+    assert again.name == "bf16" and "(cached)" in again.reason
+    assert resolve_precision("auto", CPU, ZEN4, threads=1, measure=zen4).name == "bf16"
+    assert calls == [2, 1]  # another thread count is another measurement
+    vm = Machine("Intel(R) Xeon(R) Processor", "x86_64", "Linux", frozenset(COMMON | {"avx512f", "avx512_bf16"}), 2)
+    slow = resolve_precision("auto", CPU, vm, threads=2, measure=lambda threads: 0.56)
+    assert slow.name == "fp32" and "measured 0.56x fp32" in slow.reason
+
+
+def test_explicit_precisions_are_kept_and_emulated_bf16_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    assert resolve_precision("fp32", CPU, SAPPHIRE_RAPIDS, measure=never).name == "fp32"
+    assert resolve_precision("bf16", CPU, CASCADE_LAKE, measure=never).name == "bf16"
+    assert "fp32 would be faster here" in caplog.text
+    with pytest.raises(NmtError, match="unknown precision 'fp16'"):
+        resolve_precision("fp16", CPU, ZEN4)
+
+
+def test_gpus_with_native_bf16_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    h100 = Machine("x", "x86_64", "Linux", frozenset(), 16, (("NVIDIA H100", (9, 0)), ("Tesla V100", (7, 0))))
+    assert resolve_precision("auto", torch.device("cuda", 0), h100, measure=never).name == "bf16"
+    old = resolve_precision("auto", torch.device("cuda", 1), h100, measure=never)
+    assert old.name == "fp32" and "Tesla V100 (compute capability 7.0) has no native bf16" in old.reason
+
+
+def test_this_machine_is_described_and_never_crashes() -> None:
+    m = hardware.machine()
+    line = m.describe()
+    assert m.cpu in line and f"torch {torch.__version__}" in line and "cores usable" in line
+    assert resolve_precision("auto", CPU).name in ("fp32", "bf16")
+
+
+def test_the_measurement_runs_and_is_a_ratio() -> None:
+    speedup = hardware.measure_bf16_speedup(threads=1, seconds=0.05)
+    assert 0.01 < speedup < 100
+
+
+def test_devices_are_checked() -> None:
+    assert hardware.resolve_device("cpu") == CPU
+    assert hardware.resolve_device("auto") == (torch.device("cuda", 0) if torch.cuda.is_available() else CPU)
+    with pytest.raises(NmtError, match="unsupported device 'meta'"):
+        hardware.resolve_device("meta")
+    with pytest.raises(NmtError, match="unknown device 'tpu'"):
+        hardware.resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(NmtError, match="this machine has no CUDA GPU"):
+            hardware.resolve_device("cuda:0")
+
+
+def test_int8_says_where_it_helps() -> None:
+    assert "VNNI" in hardware.int8_engine(CPU, CASCADE_LAKE)
+    assert "no VNNI" in hardware.int8_engine(CPU, Machine("old", "x86_64", "Linux", frozenset(COMMON), 2))
+    with pytest.raises(NmtError, match="CPU only"):
+        hardware.int8_engine(torch.device("cuda", 0), CASCADE_LAKE)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this OS")
+def test_usable_cores_follow_the_cpu_affinity() -> None:
+    code = "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); " \
+           "from nmt.hardware import usable_cores; print(usable_cores())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "1"
