@@ -1,0 +1,151 @@
+"""The request and response bodies of the server's HTTP API (``nmt serve``), as pydantic models: they validate
+requests and describe both endpoints in the OpenAPI document (``/openapi.json``).
+
+- ``POST /translate``: LibreTranslate's API (``q``, ``source``, ``target``, ``format``, ``alternatives``,
+  ``api_key``) -> ``translatedText`` (and ``alternatives``); lists in, lists out.
+- ``POST /v1/translate``: sentences and search settings -> per sentence the translation, its n-best list,
+  per-token log-probabilities, subword pieces and words of both sides, the word alignment, and, when asked for,
+  the attention (per layer and head too for a Transformer).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorBody(BaseModel):
+    """Every error: a status code of 4xx (5xx only for a server fault) and this body."""
+
+    error: str = Field(description="what went wrong, in plain words")
+
+
+class LibreTranslateRequest(BaseModel):
+    """LibreTranslate's request, JSON or form-encoded. The language pair picks the model (the first served for it),
+    unless ``model`` names one."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    q: str | list[str] = Field(description="text, or a list of texts; a text with several lines is translated "
+                                           "line by line")
+    source: str = Field(description="source language code ('auto' is not supported)")
+    target: str = Field(description="target language code")
+    format: str = Field("text", description="'text' (HTML is not supported)")
+    alternatives: int = Field(0, ge=0, description="how many alternative translations to return as well")
+    api_key: str | None = Field(None, description="the API key, where the server requires one")
+    model: str | None = Field(None, description="an nmt extension: the served model to use")
+
+
+class LibreTranslateResponse(BaseModel):
+    """``translatedText`` mirrors ``q`` (a text or a list); ``alternatives`` only when asked for."""
+
+    translatedText: str | list[str]
+    alternatives: list[str] | list[list[str]] | None = None
+
+
+class Language(BaseModel):
+    """A language of ``GET /languages`` (LibreTranslate's shape): its code, name, and the codes it translates to."""
+
+    code: str
+    name: str
+    targets: list[str]
+
+
+class TranslateRequest(BaseModel):
+    """Sentences for one model, with search settings; a setting left out takes the model's default (its run's
+    ``decode`` settings and the server's command line)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, description="a served model's name (default: the first served)")
+    sentences: list[str] = Field(description="detokenized sentences; a blank one gives a blank translation")
+    beam_size: int | None = Field(None, ge=1, description="1: greedy search")
+    alpha: float | None = Field(None, ge=0, le=10, description="GNMT length penalty; 0: none")
+    nbest: int | None = Field(None, ge=1, description="hypotheses to return per sentence (<= beam_size)")
+    max_len_a: float | None = Field(None, ge=0, le=10, description="at most A * source length + B output subwords")
+    max_len_b: int | None = Field(None, ge=0, le=1000)
+    min_length: int | None = Field(None, ge=0, le=1000, description="no EOS before this many output subwords")
+    no_repeat_ngram: int | None = Field(None, ge=0, le=100, description="never repeat an n-gram of this size")
+    attention: bool = Field(False, description="return the attention matrix (and a Transformer's per layer and "
+                                               "head)")
+    api_key: str | None = Field(None, description="the API key, where the server requires one")
+
+
+class Scored(BaseModel):
+    """A hypothesis of the n-best list."""
+
+    text: str
+    score: float = Field(description="log-probability")
+
+
+class SentenceResult(BaseModel):
+    """One sentence's translation. Attention rows are target pieces + EOS, columns source pieces + EOS;
+    ``src_word_ids``/``trg_word_ids`` give the word of each piece, to merge attention into words (sum over
+    a source word's pieces, mean over a target word's)."""
+
+    text: str
+    score: float = Field(description="log-probability of the translation")
+    token_scores: list[float] = Field(description="log-probability of each target piece, EOS last")
+    nbest: list[Scored]
+    src_pieces: list[str]
+    trg_pieces: list[str]
+    src_words: list[str]
+    trg_words: list[str]
+    src_word_ids: list[int]
+    trg_word_ids: list[int]
+    alignment: str = Field(description="Pharaoh links 'i-j' (source word i, target word j, 0-based)")
+    attention: list[list[float]] | None = Field(
+        None, description="[target pieces + EOS][source pieces + EOS], the search's attention (a Transformer's: "
+                          "its last layer's mean over heads); only when asked for")
+    attention_heads: list[list[list[list[float]]]] | None = Field(
+        None, description="Transformer: [layer][head][target pieces + EOS][source pieces + EOS], from forced "
+                          "decoding of the translation; only when asked for")
+
+
+class TranslateResponse(BaseModel):
+    """The model used, the search settings in effect, and a result per sentence, in order."""
+
+    model: str
+    settings: dict[str, float | int]
+    translations: list[SentenceResult]
+
+
+class BatchingStats(BaseModel):
+    """Micro-batching counters of a model since the server started."""
+
+    batches: int
+    sentences: int
+    requests: int
+    rejected: int = Field(description="requests refused with 503 because the queue was full")
+    queued: int = Field(description="sentences waiting now")
+
+
+class ModelInfo(BaseModel):
+    """A served model: what it is, how it decodes by default, its run's scores and its batching counters."""
+
+    name: str
+    run: str
+    checkpoint: str
+    design: str
+    arch: str
+    parameters: int
+    source: str
+    target: str
+    max_length: int = Field(description="the most source subwords a sentence may have")
+    device: str
+    precision: str
+    quantize: str | None
+    attention: str = Field(description="'heads' (a Transformer: per layer and head), 'single' or 'none'")
+    layers: int | None = None
+    heads: int | None = None
+    decode: dict[str, float | int]
+    scores: dict[str, dict[str, float | int]] = Field(
+        description="the run's best dev scores (by its training metric) and its test scores, from metrics.jsonl")
+    batching: BatchingStats
+
+
+class Health(BaseModel):
+    """'ready' once every model is loaded and warmed up; 'draining' while shutting down."""
+
+    status: str
+    models: list[str]
+    api_key_required: bool
