@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from nmt.stepwise import Linear, plain
+
 Encoded = dict[str, Tensor]
 
 
@@ -27,8 +29,9 @@ class Attention(nn.Module):
         """Per-sentence tensors reused at every decoding step (batch first, so beams can reorder them)."""
         return {}
 
-    def forward(self, query: Tensor, enc: Encoded) -> tuple[Tensor, Tensor | None]:
-        """Query [B, Q] -> (context c_i [B, M], weights a_i [B, S] or None)."""
+    def forward(self, query: Tensor, enc: Encoded, linear: Linear = plain) -> tuple[Tensor, Tensor | None]:
+        """Query [B, Q] -> (context c_i [B, M], weights a_i [B, S] or None); ``linear`` computes the query's
+        projection (``nmt.stepwise``)."""
         raise NotImplementedError
 
 
@@ -49,8 +52,8 @@ class BahdanauAttention(Attention):
     def precompute(self, memory: Tensor, mask: Tensor, final: Tensor) -> Encoded:
         return {"keys": self.U(memory)}
 
-    def forward(self, query: Tensor, enc: Encoded) -> tuple[Tensor, Tensor | None]:
-        e = self.v(torch.tanh(self.W(query).unsqueeze(1) + enc["keys"])).squeeze(-1)
+    def forward(self, query: Tensor, enc: Encoded, linear: Linear = plain) -> tuple[Tensor, Tensor | None]:
+        e = self.v(torch.tanh(linear(query, self.W).unsqueeze(1) + enc["keys"])).squeeze(-1)
         a = masked_softmax(e, enc["mask"])
         return _read(a, enc["memory"]), a
 
@@ -74,7 +77,7 @@ class LuongAttention(Attention):
     def precompute(self, memory: Tensor, mask: Tensor, final: Tensor) -> Encoded:
         return {"keys": memory if self.W_a is None else self.W_a(memory)}
 
-    def forward(self, query: Tensor, enc: Encoded) -> tuple[Tensor, Tensor | None]:
+    def forward(self, query: Tensor, enc: Encoded, linear: Linear = plain) -> tuple[Tensor, Tensor | None]:
         e = torch.bmm(enc["keys"], query.unsqueeze(-1)).squeeze(-1)
         a = masked_softmax(e, enc["mask"])
         return _read(a, enc["memory"]), a
@@ -89,7 +92,7 @@ class FixedContext(Attention):
     def precompute(self, memory: Tensor, mask: Tensor, final: Tensor) -> Encoded:
         return {"summary": final}
 
-    def forward(self, query: Tensor, enc: Encoded) -> tuple[Tensor, Tensor | None]:
+    def forward(self, query: Tensor, enc: Encoded, linear: Linear = plain) -> tuple[Tensor, Tensor | None]:
         return enc["summary"], None
 
 

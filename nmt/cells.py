@@ -14,7 +14,8 @@ import math
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
+
+from nmt.stepwise import Linear, plain
 
 
 class Cell(nn.Module):
@@ -34,21 +35,22 @@ class Cell(nn.Module):
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
 
-    def forward(self, x: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    def forward(self, x: Tensor, state: tuple[Tensor, ...], linear: Linear = plain) -> tuple[Tensor, ...]:
         """One step: input ``x`` [B, input_size] and the previous state -> the new state."""
-        return self.step(F.linear(x, self.weight_ih, self.bias_ih), state)
+        return self.step(linear(x, self.weight_ih, self.bias_ih), state, linear)
 
-    def step(self, wx: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-        """One step from the input already projected, ``wx = W_x x_t + b_x`` (all gates stacked)."""
+    def step(self, wx: Tensor, state: tuple[Tensor, ...], linear: Linear = plain) -> tuple[Tensor, ...]:
+        """One step from the input already projected, ``wx = W_x x_t + b_x`` (all gates stacked). ``linear``
+        computes the products (``nmt.stepwise``: plain, or with deferred weight gradients under teacher forcing)."""
         raise NotImplementedError
 
 
 class RNNCell(Cell):
     """Elman RNN: h_t = tanh(W_hh h_{t-1} + W_xh x_t + b)."""
 
-    def step(self, wx: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    def step(self, wx: Tensor, state: tuple[Tensor, ...], linear: Linear = plain) -> tuple[Tensor, ...]:
         (h_prev,) = state
-        h = torch.tanh(F.linear(h_prev, self.weight_hh, self.bias_hh) + wx)
+        h = torch.tanh(linear(h_prev, self.weight_hh, self.bias_hh) + wx)
         return (h,)
 
 
@@ -63,9 +65,9 @@ class GRUCell(Cell):
 
     gates = 3
 
-    def step(self, wx: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    def step(self, wx: Tensor, state: tuple[Tensor, ...], linear: Linear = plain) -> tuple[Tensor, ...]:
         (h_prev,) = state
-        wh = F.linear(h_prev, self.weight_hh, self.bias_hh)
+        wh = linear(h_prev, self.weight_hh, self.bias_hh)
         x_r, x_z, x_n = wx.chunk(3, dim=-1)
         h_r, h_z, h_n = wh.chunk(3, dim=-1)
         r = torch.sigmoid(x_r + h_r)
@@ -93,9 +95,9 @@ class LSTMCell(Cell):
         super().__init__(input_size, hidden_size)
         init_forget_bias(self.bias_ih, self.bias_hh)
 
-    def step(self, wx: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    def step(self, wx: Tensor, state: tuple[Tensor, ...], linear: Linear = plain) -> tuple[Tensor, ...]:
         h_prev, c_prev = state
-        i, f, g, o = (wx + F.linear(h_prev, self.weight_hh, self.bias_hh)).chunk(4, dim=-1)
+        i, f, g, o = (wx + linear(h_prev, self.weight_hh, self.bias_hh)).chunk(4, dim=-1)
         c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         return h, c

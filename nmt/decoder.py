@@ -21,6 +21,7 @@ from torch.nn import functional as F
 
 from nmt.attention import Attention, Encoded
 from nmt.cells import CELLS
+from nmt.stepwise import Linear, StepProducts, plain
 
 State = dict[str, Tensor]
 LayerStates = list[tuple[Tensor, ...]]
@@ -65,8 +66,9 @@ class RecurrentDecoder(nn.Module):
         wx_emb = F.linear(emb, w_emb, self.cells[0].bias_ih)
         layers, feed = self._unpack(state)
         outputs, weights = [], []
+        products = StepProducts()  # the other products' weight gradients: one product over all steps
         for i in range(emb.size(1)):
-            t, a, layers = self._step(wx_emb[:, i], w_rest, layers, feed, enc)
+            t, a, layers = self._step(wx_emb[:, i], w_rest, layers, feed, enc, products.linear)
             feed = t
             outputs.append(t)
             weights.append(a)
@@ -80,20 +82,20 @@ class RecurrentDecoder(nn.Module):
         t, a, layers = self._step(F.linear(emb, w_emb, self.cells[0].bias_ih), w_rest, layers, feed, enc)
         return t, a, self._pack(layers, t)
 
-    def _step(self, wx_emb: Tensor, w_rest: Tensor, layers: LayerStates, feed: Tensor | None,
-              enc: Encoded) -> tuple[Tensor, Tensor | None, LayerStates]:
+    def _step(self, wx_emb: Tensor, w_rest: Tensor, layers: LayerStates, feed: Tensor | None, enc: Encoded,
+              linear: Linear = plain) -> tuple[Tensor, Tensor | None, LayerStates]:
         extra = [feed] if self.input_feeding else []
         if not self.attention.after_rnn:
-            context, a = self.attention(layers[-1][0], enc)
+            context, a = self.attention(layers[-1][0], enc, linear)
             extra.append(context)
-        wx = wx_emb + F.linear(torch.cat(extra, -1), w_rest) if extra else wx_emb
-        new_layers = [self.cells[0].step(wx, layers[0])]
+        wx = wx_emb + linear(torch.cat(extra, -1), w_rest) if extra else wx_emb
+        new_layers = [self.cells[0].step(wx, layers[0], linear)]
         for cell, layer_state in zip(self.cells[1:], layers[1:], strict=True):
-            new_layers.append(cell(self.dropout(new_layers[-1][0]), layer_state))
+            new_layers.append(cell(self.dropout(new_layers[-1][0]), layer_state, linear))
         s = new_layers[-1][0]
         if self.attention.after_rnn:
-            context, a = self.attention(s, enc)
-        t = torch.tanh(self.attentional(torch.cat([s, context], -1)))
+            context, a = self.attention(s, enc, linear)
+        t = torch.tanh(linear(torch.cat([s, context], -1), self.attentional))
         return t, a, new_layers
 
     def _first_layer_weights(self) -> tuple[Tensor, Tensor]:
