@@ -20,6 +20,7 @@ def train(harness: Path, name: str, updates: int, threads: int, validate_at_end:
     a checkpoint) only after the last one when ``validate_at_end``; returns the work folder and the per-update log."""
     import yaml
 
+    harness = harness.resolve()
     bench = ["bash", str(harness / "bench.sh")]
     subprocess.run([*bench, "spm"], env=_env(threads), check=True, capture_output=True)
     template = Path(subprocess.run([*bench, "config", "rnn"], env=_env(threads), check=True, capture_output=True,
@@ -28,7 +29,7 @@ def train(harness: Path, name: str, updates: int, threads: int, validate_at_end:
     cfg = yaml.safe_load(template.read_text())
     cfg["model_dir"] = str(work / "models" / name)
     last_log = 100 * (updates // 100 + 1)
-    cfg["training"].update(max_updates=updates, logging_freq=100,
+    cfg["training"].update(updates=updates, logging_freq=100,
                            validation_freq=updates if validate_at_end and updates % 100 == 0 else last_log)
     config = work / "configs" / f"{name}.yaml"
     config.write_text(yaml.safe_dump(cfg))

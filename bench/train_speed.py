@@ -19,7 +19,7 @@ machine's matmul GFLOP/s is torch.matmul timed on the two shapes that dominate (
 batch and a decoder step), in the same process.
 
 JoeyNMT (--joey, the harness folder ../shared/bench/joeynmt, with its venv from setup.sh): its `rnn` config with
-`max_updates` set to WARMUP + UPDATES + 1 and no validation before that, run by the harness's own wrapper
+`updates` set to WARMUP + UPDATES + 1 and no validation before that, run by the harness's own wrapper
 (`scripts/run_joey.py`, per-update log); the same window is timed: updates WARMUP+1 .. WARMUP+UPDATES, from the
 start of the first to the start of the one after the last. Its peak RSS is that of the whole run. Its GFLOP/s use
 the same useful count per target token at its own measured tokens/s (it also computes on the padding of its
@@ -102,7 +102,7 @@ def worker(precision: str, updates: int, warmup: int, threads: int) -> dict:
         raw = data.load_split(cfg.data, data_dir, "train")
         src_tok, trg_tok = build_tokenizers(cfg.tokenizer, Path(tmp), data.iter_texts(raw, "src"),
                                             data.iter_texts(raw, "trg"))
-        train_set, src_lengths, trg_lengths = data.filter_pairs(
+        train_set, src_lengths, trg_lengths, _ = data.filter_pairs(
             data.encode(cfg.data, "train", raw, src_tok, trg_tok), cfg.data.max_length, cfg.data.max_ratio)
     model = build_model(cfg.model, len(src_tok), len(trg_tok))
     model.train()

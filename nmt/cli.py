@@ -53,9 +53,15 @@ def _translate_parser(sub: argparse._SubParsersAction) -> None:
                     "are truncated with a warning. From a pipe or a terminal each line is answered as soon as\n"
                     "the input pauses; a file or a steady stream is translated in batches. Every option is\n"
                     "checked, and an output that is the input (or the other output) refused, before anything is\n"
-                    "read or written; Ctrl-C stops after writing the lines translated so far (exit status 130).",
+                    "read or written; Ctrl-C stops after writing the lines translated so far (exit status 130).\n\n"
+                    "Several -m make an ensemble: at every step of greedy or beam search it takes the log of the\n"
+                    "mean of the members' probabilities; its attention (and so its alignments) is the mean of the\n"
+                    "members' attention. The runs must share their sentencepiece models (a joint vocabulary trained\n"
+                    "on the same data, as two seeds of one recipe have).",
         epilog="examples:\n"
                "  nmt translate -m runs/dates -i test.txt -o test.hyp\n"
+               "  nmt translate -m runs/tf-seed1 -m runs/tf-seed2 --beam 5 -i test.de -o test.hyp   # an ensemble\n"
+               "  nmt translate -m runs/a -m runs/b --checkpoint averaged.pt --checkpoint best.pt -i test.de\n"
                "  cat test.txt | nmt translate -m runs/dates > test.hyp\n"
                "  nmt translate -m runs/dates --beam 5 --alignments test.align < test.txt > test.hyp\n"
                "  nmt translate -m runs/dates --device cuda --precision bf16 -i test.txt -o test.hyp\n"
@@ -63,11 +69,14 @@ def _translate_parser(sub: argparse._SubParsersAction) -> None:
                "  nmt translate -m runs/dates            # interactive: one line in, one line out\n\n"
                "n-best format (--nbest N): N lines per input line, 'LINE ||| TRANSLATION ||| LOG-PROBABILITY',\n"
                "LINE counting input lines from 0; a blank input line gives N lines with an empty translation.")
-    p.add_argument("-m", "--model", required=True, type=Path, metavar="RUN_DIR", help="training run directory")
+    p.add_argument("-m", "--model", required=True, type=Path, action="append", metavar="RUN_DIR",
+                   help="training run directory; repeat it for an ensemble of runs")
     p.add_argument("-i", "--input", type=Path, help="input file (default: stdin)")
     p.add_argument("-o", "--output", type=Path,
                    help="output file (default: stdout); not the input, nor the --alignments file")
-    p.add_argument("--checkpoint", default="best.pt", help="checkpoint file in RUN_DIR (default: best.pt)")
+    p.add_argument("--checkpoint", action="append",
+                   help="checkpoint file in RUN_DIR (default: best.pt); with an ensemble once for all runs, or once "
+                        "per run in their order")
     p.add_argument("--beam", type=int,
                    help="beam size >= 1; 1 is greedy search (default: the run's decode setting)")
     p.add_argument("--nbest", type=int,
@@ -202,6 +211,8 @@ def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--help", action="help", help="show this help message and exit")
     p.add_argument("-r", "--ref", required=True, type=Path, help="reference file, one sentence per line")
     p.add_argument("-h", "--hyp", type=Path, help="translations, one per line (default: stdin)")
+    p.add_argument("--lowercase", action="store_true",
+                   help="also BLEU on lowercased text (case:lc, as most published Multi30k results are)")
 
 
 def _plot_length_parser(sub: argparse._SubParsersAction) -> None:
@@ -293,9 +304,11 @@ def run_evaluate(args: argparse.Namespace) -> None:
         raise NmtError(f"{args.hyp or '<stdin>'} has {len(hyps)} lines, {args.ref} has {len(refs)}")
     if not refs:
         raise NmtError(f"{args.ref} is empty: nothing to score")
-    result = score(hyps, refs, ter=True)
+    result = score(hyps, refs, ter=True, lowercase=args.lowercase)
     print(f"BLEU {result['bleu']:.2f}  chrF {result['chrf']:.2f}  TER {result['ter']:.2f}  "
           f"exact {result['exact']:.2f}%  ({len(refs)} sentences)  [{result['bleu_signature']}]")
+    if args.lowercase:
+        print(f"BLEU {result['bleu_lc']:.2f} on lowercased text  [{result['bleu_lc_signature']}]")
 
 
 # The CLI's name of each decoding setting, for messages.
@@ -385,8 +398,8 @@ def run_translate(args: argparse.Namespace) -> None:
         int8_engine(device)  # refuses a GPU before the model is loaded
     if args.threads:
         torch.set_num_threads(args.threads)
-    translator = Translator.from_run(args.model, args.checkpoint, args.quantize, args.precision, device,
-                                     **{k: v for k, v in options.items() if v is not None})
+    translator = Translator.from_runs(args.model, args.checkpoint or ["best.pt"], args.quantize, args.precision,
+                                      device, **{k: v for k, v in options.items() if v is not None})
     log.info("translating on %s in %s: %s", device, translator.precision.name, translator.precision.reason)
     name = str(args.input) if args.input else "<stdin>"
     interactive = args.input is None and sys.stdin.isatty()

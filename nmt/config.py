@@ -79,6 +79,7 @@ class TokenizerConfig(Group):
     joint: bool
     character_coverage: Annotated[float, Field(gt=0.0, le=1.0)]
     split_digits: bool
+    sampling: Fraction = 0.0
 
 
 class RecurrentConfig(Group):

@@ -441,10 +441,11 @@ def lengths(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
     return columns["src_len"], columns["trg_len"]
 
 
-def filter_pairs(ds: Dataset, max_length: int, max_ratio: float = 0.0) -> tuple[Dataset, np.ndarray, np.ndarray]:
+def filter_pairs(ds: Dataset, max_length: int, max_ratio: float = 0.0
+                 ) -> tuple[Dataset, np.ndarray, np.ndarray, np.ndarray]:
     """Drop tokenised training pairs with an empty side, a side longer than ``max_length`` subwords, or (when
-    ``max_ratio`` > 0) a longer side more than ``max_ratio`` times the shorter; returns the kept pairs and their
-    source and target lengths."""
+    ``max_ratio`` > 0) a longer side more than ``max_ratio`` times the shorter; returns the kept pairs, their
+    source and target lengths, and their rows in ``ds``."""
     src, trg = lengths(ds)
     empty = (src == 0) | (trg == 0)
     long = ~empty & ((src > max_length) | (trg > max_length))
@@ -456,4 +457,35 @@ def filter_pairs(ds: Dataset, max_length: int, max_ratio: float = 0.0) -> tuple[
                  "length ratio above %g", len(ds) - len(keep), len(ds), empty.sum(), long.sum(), max_length,
                  skewed.sum(), max_ratio)
         ds = ds.select(keep, keep_in_memory=True)
-    return ds, src[keep], trg[keep]
+    return ds, src[keep], trg[keep], keep
+
+
+class Segmentation:
+    """Training pairs segmented anew for one epoch (subword regularisation): ``pairs[indices]`` gives the rows as a
+    tokenised split does ({"src_ids": [...], "trg_ids": [...]}), and ``src_lengths``/``trg_lengths`` their lengths."""
+
+    def __init__(self, src_ids: list[list[int]], trg_ids: list[list[int]]) -> None:
+        self.src_ids, self.trg_ids = src_ids, trg_ids
+        self.src_lengths = np.array([len(x) for x in src_ids])
+        self.trg_lengths = np.array([len(x) for x in trg_ids])
+
+    def __len__(self) -> int:
+        return len(self.src_ids)
+
+    def __getitem__(self, indices: list[int]) -> dict[str, list[list[int]]]:
+        return {"src_ids": [self.src_ids[i] for i in indices], "trg_ids": [self.trg_ids[i] for i in indices]}
+
+
+def sample_segmentation(texts: Dataset, best: Dataset, src_tok: Tokenizer, trg_tok: Tokenizer, alpha: float,
+                        seed: int, max_length: int) -> Segmentation:
+    """One sampled segmentation of the training pairs ``texts`` (string columns "src" and "trg"), reproducible from
+    ``seed`` (:meth:`Tokenizer.sample`); a side that samples longer than ``max_length`` subwords keeps its best
+    segmentation, from the tokenised pairs ``best`` (row for row the same pairs)."""
+    src_texts, trg_texts = as_lists(texts)
+    src, trg = src_tok.sample(src_texts, alpha, seed), trg_tok.sample(trg_texts, alpha, seed + 1)
+    long = [i for i, (s, t) in enumerate(zip(src, trg, strict=True)) if len(s) > max_length or len(t) > max_length]
+    if long:
+        rows = best[long]
+        for k, i in enumerate(long):
+            src[i], trg[i] = rows["src_ids"][k], rows["trg_ids"][k]
+    return Segmentation(src, trg)

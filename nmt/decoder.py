@@ -67,8 +67,8 @@ class RecurrentDecoder(nn.Module):
         layers, feed = self._unpack(state)
         outputs, weights = [], []
         products = StepProducts()  # the other products' weight gradients: one product over all steps
-        for i in range(emb.size(1)):
-            t, a, layers = self._step(wx_emb[:, i], w_rest, layers, feed, enc, products.linear)
+        for wx_i in wx_emb.unbind(1):  # one backward node for all steps, not a zero-filled copy of wx_emb per step
+            t, a, layers = self._step(wx_i, w_rest, layers, feed, enc, products.linear)
             feed = t
             outputs.append(t)
             weights.append(a)

@@ -8,9 +8,11 @@ from collections.abc import Sequence
 import sacrebleu
 
 
-def score(hypotheses: Sequence[str], references: Sequence[str], ter: bool = False) -> dict[str, float | str]:
-    """Corpus BLEU and chrF (sacrebleu defaults: 13a tokenization, cased), sentence exact match (%), and with
-    ``ter`` the translation edit rate (TER, lower is better; slower, so not computed at every validation)."""
+def score(hypotheses: Sequence[str], references: Sequence[str], ter: bool = False,
+          lowercase: bool = False) -> dict[str, float | str]:
+    """Corpus BLEU and chrF (sacrebleu defaults: 13a tokenization, cased), sentence exact match (%), with ``ter``
+    the translation edit rate (TER, lower is better; slower, so not computed at every validation), and with
+    ``lowercase`` BLEU on lowercased text too (``bleu_lc``: what most published Multi30k results report)."""
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
     bleu = sacrebleu.metrics.BLEU()
@@ -23,6 +25,10 @@ def score(hypotheses: Sequence[str], references: Sequence[str], ter: bool = Fals
         "exact": 100.0 * exact / max(len(references), 1),
         "bleu_signature": str(bleu.get_signature()),
     }
+    if lowercase:
+        lower = sacrebleu.metrics.BLEU(lowercase=True)
+        result["bleu_lc"] = lower.corpus_score(list(hypotheses), refs).score
+        result["bleu_lc_signature"] = str(lower.get_signature())
     if ter:
         metric = sacrebleu.metrics.TER()
         result["ter"] = metric.corpus_score(list(hypotheses), refs).score

@@ -4,7 +4,8 @@ Every model offers:
 - ``encode(src, src_mask)``: run the encoder once per sentence; returns a dict of batch-first tensors;
 - ``init_state(enc)``: the decoder's first state, a dict of batch-first tensors;
 - ``step(prev, enc, state)``: one decoding step from the previous target token -> log-probabilities;
-- ``forward(src, src_mask, trg_in)``: teacher-forced logits for all target positions at once.
+- ``forward(src, src_mask, trg_in, scored=None)``: teacher-forced logits for all target positions at once (or,
+  for the loss, only for the positions ``scored`` marks: no output projection for padding).
 Because ``enc`` and ``state`` are dicts of batch-first tensors, search can expand and reorder them for beams
 without knowing which model it drives (``select``). Two architectures: ``RecurrentSeq2Seq`` (``arch: rnn``)
 and ``TransformerSeq2Seq`` (``arch: transformer``, in ``nmt.transformer``).
@@ -71,11 +72,14 @@ class RecurrentSeq2Seq(nn.Module):
         t, a, state = self.decoder.step(self.dropout(self.trg_embed(prev)), enc, state)
         return F.log_softmax(self.output(self.dropout(t)), dim=-1), a, state
 
-    def forward(self, src: Tensor, src_mask: Tensor, trg_in: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Teacher forcing: logits [B, T, V], attention [B, T, S] for targets shifted right (BOS y_1 ...)."""
+    def forward(self, src: Tensor, src_mask: Tensor, trg_in: Tensor,
+                scored: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Teacher forcing: logits [B, T, V], attention [B, T, S] for targets shifted right (BOS y_1 ...); with
+        ``scored`` [B, T] (True: a real target position) the logits of those positions only, [N, V]."""
         enc = self.encode(src, src_mask)
         t, attention, _ = self.decoder(self.dropout(self.trg_embed(trg_in)), enc, self.init_state(enc))
-        return self.output(self.dropout(t)), attention
+        t = self.dropout(t)
+        return self.output(t if scored is None else t[scored]), attention
 
 
 def build_model(cfg: DictConfig, src_vocab: int, trg_vocab: int) -> nn.Module:

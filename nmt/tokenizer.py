@@ -49,6 +49,13 @@ class Tokenizer:
         """Segment detokenized sentences into subword ids (no BOS/EOS)."""
         return self.sp.encode(list(texts))
 
+    def sample(self, texts: Sequence[str], alpha: float, seed: int) -> list[list[int]]:
+        """Subword regularisation: one segmentation sampled per sentence, reproducibly from ``seed``. For a BPE
+        model this is BPE-dropout (each merge skipped with probability ``alpha``: Provilkov et al. 2020), for a
+        unigram model sampling from all segmentations with smoothing ``alpha`` (Kudo 2018)."""
+        spm.set_random_generator_seed(seed)
+        return self.sp.encode(list(texts), enable_sampling=True, alpha=alpha, nbest_size=-1, num_threads=1)
+
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         """Join subword ids back into detokenized sentences."""
         return self.sp.decode([list(x) for x in ids])

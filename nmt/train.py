@@ -45,17 +45,46 @@ from nmt.translate import Translator
 log = logging.getLogger(__name__)
 
 
+class CrossEntropy(torch.autograd.Function):
+    """Summed cross-entropy of logits z [N, V] against targets y [N] with label smoothing eps,
+
+        loss = sum_n (1 - eps) (-log p_n(y_n)) + eps (-1/V sum_v log p_n(v)),    p_n = softmax(z_n),
+
+    whose gradient p - q (q: the smoothed one-hot targets) is computed in place of the saved log-probabilities:
+    ``F.cross_entropy`` computes the same, but writes and reads two more N x V tensors in its backward pass."""
+
+    @staticmethod
+    def forward(ctx: Any, logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
+        log_probs = F.log_softmax(logits.float(), dim=-1)
+        nll = -log_probs.gather(1, target[:, None]).sum()
+        loss = nll if smoothing == 0 else (1 - smoothing) * nll - smoothing * log_probs.mean(-1).sum()
+        ctx.save_for_backward(log_probs, target)
+        ctx.smoothing = smoothing
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        log_probs, target = ctx.saved_tensors
+        smoothing = ctx.smoothing
+        g = log_probs.exp_()  # p, over the saved log-probabilities (backward runs once)
+        if smoothing:
+            g.sub_(smoothing / g.size(1))
+        g.scatter_add_(1, target[:, None], g.new_full((g.size(0), 1), smoothing - 1.0))
+        return g.mul_(grad), None, None
+
+
 def token_loss(model: nn.Module, batch: Any, label_smoothing: float = 0.0) -> tuple[torch.Tensor, int]:
-    """Summed cross-entropy of a batch's target tokens (padding ignored) and the number of those tokens."""
-    logits, _ = model(batch.src, batch.src_mask, batch.trg_in)
-    loss = F.cross_entropy(logits.flatten(0, 1), batch.trg_out.flatten(), ignore_index=PAD, reduction="sum",
-                           label_smoothing=label_smoothing)
-    return loss, batch.n_target_tokens
+    """Summed cross-entropy of a batch's target tokens and the number of those tokens; padding is not projected
+    onto the vocabulary at all (``scored``)."""
+    scored = batch.trg_out != PAD
+    logits, _ = model(batch.src, batch.src_mask, batch.trg_in, scored)
+    return CrossEntropy.apply(logits, batch.trg_out[scored], label_smoothing), batch.n_target_tokens
 
 
 def build_optimizer(tc: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """Adam (Kingma & Ba 2015) with the ``train`` group's learning rate and betas."""
-    return torch.optim.Adam(model.parameters(), lr=tc.lr, betas=tuple(tc.betas))
+    """Adam (Kingma & Ba 2015) with the ``train`` group's learning rate and betas, as one fused kernel per
+    parameter (CPU and GPU)."""
+    return torch.optim.Adam(model.parameters(), lr=tc.lr, betas=tuple(tc.betas), fused=True)
 
 
 def build_scheduler(tc: DictConfig, optimizer: torch.optim.Optimizer, higher_is_better: bool) -> Any:
@@ -403,9 +432,10 @@ class Trainer:
                                                       data.iter_texts(train_set, "trg"))
         if self.is_main:
             rundir.save_config(cfg, self.run_dir)
-        self.train_set, self.src_lengths, self.trg_lengths = data.filter_pairs(
+        self.train_set, self.src_lengths, self.trg_lengths, kept = data.filter_pairs(
             data.encode(cfg.data, "train", train_set, self.src_tok, self.trg_tok), cfg.data.max_length,
             cfg.data.get("max_ratio", 0.0))
+        self.train_texts = train_set.select(kept) if cfg.tokenizer.get("sampling", 0.0) > 0 else None
         if self.is_main:
             distributed.barrier()
         if not len(self.train_set):
@@ -489,17 +519,29 @@ class Trainer:
             return f"train.max_steps={tc.max_steps} reached"
         return f"time budget of train.max_minutes={tc.max_minutes} reached" if out_of_time else ""
 
+    def _segment(self, epoch: int) -> None:
+        """The training pairs of an epoch (``self.pairs``, ``self.pair_lengths``): the cached best segmentation,
+        or with ``tokenizer.sampling`` one sampled anew, seeded by the epoch (so that a resumed run samples the
+        same)."""
+        alpha = self.cfg.tokenizer.get("sampling", 0.0)
+        if self.train_texts is None:
+            self.pairs, self.pair_lengths = self.train_set, (self.src_lengths, self.trg_lengths)
+            return
+        sampled = data.sample_segmentation(self.train_texts, self.train_set, self.src_tok, self.trg_tok, alpha,
+                                           self.cfg.seed + 1000 * epoch, self.cfg.data.max_length)
+        self.pairs, self.pair_lengths = sampled, (sampled.src_lengths, sampled.trg_lengths)
+
     def _groups(self, epoch: int) -> list[list[list[int]]]:
         """The updates of an epoch: its shuffled token batches (seeded by the epoch), ``accumulate`` at a time."""
         tc = self.cfg.train
-        batches = token_batches(self.src_lengths, self.trg_lengths, tc.batch_tokens, shuffle=True,
-                                seed=self.cfg.seed + epoch)
+        self._segment(epoch)
+        batches = token_batches(*self.pair_lengths, tc.batch_tokens, shuffle=True, seed=self.cfg.seed + epoch)
         return [batches[i: i + tc.accumulate] for i in range(0, len(batches), tc.accumulate)]
 
     def update(self, group: list[list[int]], bar: Any) -> None:
         """One optimizer update, its schedule step and its log line; a non-finite gradient stops training."""
         p, tc = self.progress, self.cfg.train
-        loss, n_tokens, norm = train_update(self.wrapped, self.optimizer, self.train_set, group, self.trg_lengths,
+        loss, n_tokens, norm = train_update(self.wrapped, self.optimizer, self.pairs, group, self.pair_lengths[1],
                                             tc, self.rank, self.world, self.device)
         if not math.isfinite(norm):
             raise NmtError(f"training diverged at step {p.step + 1}: the gradient norm is {norm} (loss per token "
@@ -516,9 +558,11 @@ class Trainer:
             rate = tokens / (time.perf_counter() - window[2])
             bar.set_postfix(loss=f"{loss_sum / tokens:.3f}", tok_s=f"{rate:.0f}")
             if self.is_main:
+                memory = ({"gpu_memory_mib": torch.cuda.max_memory_allocated(self.device) / 2**20}
+                          if self.device.type == "cuda" else {})
                 self.metrics.write(split="train", step=p.step, epoch=p.epoch, elapsed=round(p.elapsed, 1),
                                    loss=loss_sum / tokens, tokens_per_s=rate,
-                                   lr=self.optimizer.param_groups[0]["lr"])
+                                   lr=self.optimizer.param_groups[0]["lr"], **memory)
                 if not sys.stderr.isatty():  # no progress bar: a plain log line instead
                     log.info("epoch %d, step %d: loss %.3f, %.0f target tokens/s", p.epoch + 1, p.step,
                              loss_sum / tokens, rate)

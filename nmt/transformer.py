@@ -233,14 +233,17 @@ class TransformerSeq2Seq(nn.Module):
             state[f"k{i}"], state[f"v{i}"] = empty, empty
         return state
 
-    def decode(self, x: Tensor, enc: Encoded, state: State | None) -> tuple[Tensor, list[Tensor], State]:
-        """Embedded targets -> logits, each layer's cross-attention, caches (``state`` None: all at once)."""
+    def decode(self, x: Tensor, enc: Encoded, state: State | None,
+               scored: Tensor | None = None) -> tuple[Tensor, list[Tensor], State]:
+        """Embedded targets -> logits (of the ``scored`` positions only, if given), each layer's cross-attention,
+        caches (``state`` None: all at once)."""
         mask, weights, caches = enc["mask"][:, None, None, :], [], {}
         for i, layer in enumerate(self.decoder):
             cache = None if state is None else (state[f"k{i}"], state[f"v{i}"])
             x, a, (caches[f"k{i}"], caches[f"v{i}"]) = layer(x, (enc[f"ck{i}"], enc[f"cv{i}"]), mask, cache)
             weights.append(a)
-        return self.output(self.decoder_norm(x)), weights, caches
+        x = self.decoder_norm(x)
+        return self.output(x if scored is None else x[scored]), weights, caches
 
     def step(self, prev: Tensor, enc: Encoded, state: State) -> tuple[Tensor, Tensor, State]:
         """Previous tokens [B] -> log p(y_i | y_<i, x) [B, V], cross-attention [B, S], new state."""
@@ -250,14 +253,15 @@ class TransformerSeq2Seq(nn.Module):
         new_state["pos"] = pos + 1
         return F.log_softmax(logits[:, 0], dim=-1), weights[-1][:, :, 0].mean(1), new_state
 
-    def forward(self, src: Tensor, src_mask: Tensor, trg_in: Tensor,
+    def forward(self, src: Tensor, src_mask: Tensor, trg_in: Tensor, scored: Tensor | None = None,
                 return_all_attention: bool = False) -> tuple[Tensor, Tensor]:
-        """Teacher forcing: logits [B, T, V] and the last layer's head-averaged cross-attention [B, T, S].
+        """Teacher forcing: logits [B, T, V] (of the ``scored`` positions only, [N, V], if given) and the last
+        layer's head-averaged cross-attention [B, T, S].
 
         With ``return_all_attention`` the attention is every layer's and head's: [B, layers, heads, T, S].
         """
         enc = self.encode(src, src_mask)
         length = trg_in.size(1)
         x = self.embed(self.trg_embed, trg_in, torch.arange(length, device=trg_in.device), length)
-        logits, weights, _ = self.decode(x, enc, None)
+        logits, weights, _ = self.decode(x, enc, None, scored)
         return logits, torch.stack(weights, 1) if return_all_attention else weights[-1].mean(1)

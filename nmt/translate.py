@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from nmt import NmtError, cannot_write, checkpoint
 from nmt.batching import make_batch, token_batches
+from nmt.ensemble import Ensemble
 from nmt.hardware import Precision, int8_engine, resolve_device, resolve_precision
 from nmt.model import build_model
 from nmt.rundir import load_config
@@ -125,7 +126,7 @@ class Translator:
     """
 
     def __init__(self, model: nn.Module, src_tok: Tokenizer, trg_tok: Tokenizer, decode: DictConfig,
-                 max_src_length: int, precision: Precision | str = "fp32", checkpoint_path: Path | None = None
+                 max_src_length: int, precision: Precision | str = "fp32", checkpoint_path: Path | str | None = None
                  ) -> None:
         check_decode(decode)
         self.model, self.src_tok, self.trg_tok, self.decode = model, src_tok, trg_tok, decode
@@ -145,18 +146,41 @@ class Translator:
         them faster (see :mod:`nmt.hardware`). Keyword arguments override the run's ``decode`` settings (e.g.
         ``beam_size=5``). A damaged run directory or checkpoint is one ``NmtError`` line naming the file.
         """
-        run_dir = Path(run_dir)
+        return cls.from_runs([run_dir], [checkpoint_name], quantize, precision, device, **decode)
+
+    @classmethod
+    def from_runs(cls, run_dirs: Sequence[str | Path], checkpoint_names: Sequence[str], quantize: str | None = None,
+                  precision: Precision | str = "fp32", device: torch.device | str = "cpu",
+                  **decode: object) -> Translator:
+        """Load one run (as :meth:`from_run`), or several as an :class:`nmt.ensemble.Ensemble` that averages their
+        probabilities at every step: one checkpoint name per run, or one for all. The runs must share their
+        sentencepiece models (a one-line error names the two that differ); the decoding settings are the first
+        run's, with ``decode`` overriding them."""
+        runs = [Path(r) for r in run_dirs]
+        names = list(checkpoint_names) * len(runs) if len(checkpoint_names) == 1 else list(checkpoint_names)
+        if len(names) != len(runs):
+            raise NmtError(f"{len(names)} checkpoints for {len(runs)} runs: give one checkpoint for all, or one "
+                           f"per run, in the order of the runs")
         device = resolve_device(device) if isinstance(device, str) else device
         if quantize not in (None, "int8"):
             raise NmtError(f"unknown quantization {quantize!r} (supported: int8)")
         engine = int8_engine(device) if quantize else None  # refuses a GPU before anything is loaded
         check_decode(decode)
-        cfg = load_config(run_dir)
-        src_tok, trg_tok = load_tokenizers(run_dir, cfg.tokenizer.joint)
-        model = build_model(cfg.model, len(src_tok), len(trg_tok))
-        path = run_dir / checkpoint_name
-        checkpoint.load_weights(model, path)
-        model.eval()
+        configs = [load_config(run) for run in runs]
+        tokenizers = [load_tokenizers(run, cfg.tokenizer.joint) for run, cfg in zip(runs, configs, strict=True)]
+        for run, (src, trg) in zip(runs[1:], tokenizers[1:], strict=True):
+            for side, mine, first in (("source", src, tokenizers[0][0]), ("target", trg, tokenizers[0][1])):
+                if mine.path.read_bytes() != first.path.read_bytes():
+                    raise NmtError(f"cannot ensemble {runs[0]} and {run}: their {side} sentencepiece models differ "
+                                   f"({first.path}, {mine.path}); an ensemble averages the probabilities of the "
+                                   f"same subwords")
+        src_tok, trg_tok = tokenizers[0]
+        members = []
+        for run, name, cfg in zip(runs, names, configs, strict=True):
+            model = build_model(cfg.model, len(src_tok), len(trg_tok))
+            checkpoint.load_weights(model, run / name)
+            members.append(model.eval())
+        model = members[0] if len(members) == 1 else Ensemble(members)
         if engine is not None:
             log.info("%s", engine)
             with warnings.catch_warnings():  # torch's notices that its quantization API will move: not ours
@@ -164,8 +188,10 @@ class Translator:
                 warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions .* deprecated")
                 model = torch.ao.quantization.quantize_dynamic(model, {nn.Linear, nn.GRU, nn.LSTM},
                                                                dtype=torch.qint8)
-        settings = OmegaConf.merge(cfg.decode, decode)
-        return cls(model.to(device), src_tok, trg_tok, settings, cfg.data.max_length, precision, path)
+        settings = OmegaConf.merge(configs[0].decode, decode)
+        max_length = min(int(cfg.data.max_length) for cfg in configs)
+        paths = ", ".join(str(run / name) for run, name in zip(runs, names, strict=True))
+        return cls(model.to(device), src_tok, trg_tok, settings, max_length, precision, paths)
 
     def translate(self, sentences: list[str], names: list[str] | None = None) -> list[Translation]:
         """Translate detokenized sentences; ``names`` (e.g. 'file:line') label truncation warnings.
@@ -394,7 +420,11 @@ def translate_chunks(translator: Translator, chunks: Iterable[list[str]], out: T
     finally:
         bar.close()
     elapsed = time.perf_counter() - start
-    log.info("translated %d lines in %.1f s (%.1f sentences/s)", count, elapsed, count / max(elapsed, 1e-9))
+    device = translator.device
+    memory = (f"; peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB"
+              if device.type == "cuda" else "")
+    log.info("translated %d lines in %.1f s (%.1f sentences/s)%s", count, elapsed, count / max(elapsed, 1e-9),
+             memory)
     return count
 
 

@@ -281,12 +281,12 @@ def test_filter_by_length_and_ratio(caplog: pytest.LogCaptureFixture) -> None:
                                      "trg_ids": [list(range(n)) for n in trg_len],
                                      "src_len": src_len, "trg_len": trg_len})
     with caplog.at_level(logging.INFO, logger="nmt.data"):
-        kept, src, trg = filter_pairs(ds, max_length=100, max_ratio=3.0)
+        kept, src, trg, _ = filter_pairs(ds, max_length=100, max_ratio=3.0)
     assert kept["src_len"][:] == [5, 3, 4] and src.tolist() == [5, 3, 4] and trg.tolist() == [5, 3, 12]
     assert kept[[0, 2]]["trg_ids"] == [list(range(5)), list(range(12))]
     assert ("filtered 3 of 6 training pairs: 1 with an empty side, 1 longer than 100 subwords, "
             "1 with a length ratio above 3") in caplog.text
-    kept, src, _ = filter_pairs(ds, max_length=100, max_ratio=0)
+    kept, src, _, _ = filter_pairs(ds, max_length=100, max_ratio=0)
     assert src.tolist() == [5, 2, 3, 4] and len(kept) == 4
-    kept, src, _ = filter_pairs(ds.select([1, 4]), max_length=100)
+    kept, src, _, _ = filter_pairs(ds.select([1, 4]), max_length=100)
     assert len(kept) == 2 and isinstance(src, np.ndarray)

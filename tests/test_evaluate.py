@@ -17,6 +17,14 @@ def test_scores_match_sacrebleu() -> None:
     assert score(refs, refs)["bleu"] == pytest.approx(100.0)
 
 
+def test_lowercased_bleu_when_asked() -> None:
+    hyps, refs = ["A Dog runs on the Beach ."], ["a dog runs on the beach ."]
+    assert "bleu_lc" not in score(hyps, refs)
+    result = score(hyps, refs, lowercase=True)
+    assert result["bleu_lc"] == pytest.approx(100.0) and result["bleu"] < 50.0
+    assert "case:lc" in result["bleu_lc_signature"]
+
+
 def test_length_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError, match="2 hypotheses for 1 references"):
         score(["a", "b"], ["a"])

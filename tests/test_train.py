@@ -19,11 +19,11 @@ from datasets import Dataset
 from omegaconf import OmegaConf
 from torch import nn
 
-from nmt import NmtError, checkpoint
+from nmt import NmtError, checkpoint, rundir
 from nmt.checkpoint import step_checkpoints
 from nmt.config import CONF_DIR, validate
 from nmt.model import RecurrentSeq2Seq
-from nmt.train import Checkpoints, Interrupted, Interrupts, Progress, train, train_update
+from nmt.train import Checkpoints, Interrupted, Interrupts, Progress, Trainer, train, train_update
 from nmt.translate import Translator
 from tests.conftest import SMALL_DATES, compose_config
 
@@ -283,3 +283,30 @@ def test_a_non_finite_gradient_is_not_applied() -> None:
                               trg_lengths, TOY_TRAIN)
     assert not math.isfinite(norm)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_subword_sampling_segments_training_pairs_anew_each_epoch_and_nothing_else(tmp_path: Path) -> None:
+    """With tokenizer.sampling (BPE-dropout here), the trainer's batches of two epochs segment a sentence
+    differently, always into the same text; validation and decoding use the best segmentation, with sampling on
+    as with it off."""
+    overrides = [*SMALL_DATES, "data.sizes.train=2000", "train.plot_attention=0"]
+    plain, sampled = Trainer(compose_config(overrides), tmp_path / "plain"), Trainer(
+        compose_config([*overrides, "tokenizer.sampling=0.3"]), tmp_path / "sampled")
+    for trainer in (plain, sampled):
+        trainer.set_up()
+        rundir.unlock(trainer.run_dir)
+    epochs = []
+    for epoch in (0, 1):
+        sampled._groups(epoch)
+        epochs.append(sampled.pairs[list(range(200))])
+    best = sampled.train_set[list(range(200))]
+    tok = sampled.src_tok
+    changed = [i for i in range(200) if epochs[0]["src_ids"][i] != epochs[1]["src_ids"][i]]
+    assert len(changed) > 20  # ISO targets have no merges to drop (digits are split): the sources show it
+    for side in ("src_ids", "trg_ids"):
+        assert tok.decode(epochs[0][side]) == tok.decode(epochs[1][side]) == tok.decode(best[side])
+    assert sampled.validator.src_ids == plain.validator.src_ids == tok.encode(sampled.dev_src)
+    sampled._groups(0)
+    assert sampled.pairs[list(range(200))] == epochs[0]  # seeded by the epoch: a resumed run samples the same
+    plain._groups(1)
+    assert plain.pairs[list(range(200))] == best

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # BLEU by source sentence length (as in Bahdanau et al. 2015, Figure 2) for the Multi30k designs trained with
-# run.sh: each run's beam-5 translations of test_2016_flickr from best.pt are scored in bins of source length
+# run.sh: each run's beam-5 translations of test_2016_flickr (from the weights its dev BLEU chose) are scored
+# in bins of source length
 # (in words: <= 7, 8-9, 10-11, 12-13, 14-16, 17-20, > 20, which hold 26 to 234 of the 1,000 sentences); prints
 # the table and draws one line per design.
 #
@@ -23,7 +24,7 @@ runs=("$@")
 if [ ${#runs[@]} -eq 0 ]; then
   for design in gru transformer sutskever cho; do
     run="runs/multi30k_${src}${trg}_$design"
-    if [ -f "$run/$test.best.hyp" ]; then runs+=("$run"); fi
+    if [ -f "$run/$test.hyp" ]; then runs+=("$run"); fi
   done
 fi
 if [ ${#runs[@]} -eq 0 ]; then
@@ -33,7 +34,7 @@ fi
 hyps=()
 labels=()
 for run in "${runs[@]}"; do
-  hyps+=("$run/$test.best.hyp")
+  hyps+=("$run/$test.hyp")
   name=$(basename "$run")
   labels+=("${name#"multi30k_${src}${trg}_"}")
 done
