@@ -1,6 +1,7 @@
 """Decoding benchmark: Multi30k test_2016_flickr (1,000 sentences), greedy and beam 5, in fp32, int8 (dynamic
-quantization) and bf16 (autocast), and JoeyNMT 2.3 decoding the same test set with an equally sized RNN, in the
-same invocation. The table starts with the machine (CPU model, the flags that matter, cores, GPU, torch).
+quantization) and bf16 (autocast), beam 5 with `--stop beams` too, and JoeyNMT 2.3 decoding the same test set
+with an equally sized RNN, in the same invocation. The table starts with the machine (CPU model, the flags that
+matter, cores, GPU, torch).
 
     python bench/decode.py --run RUN_DIR [--joey ../shared/bench/joeynmt] [--data ../shared/data/multi30k]
 
@@ -36,11 +37,12 @@ def measure(hyp_file: Path, ref: list[str], sp: spm.SentencePieceProcessor) -> t
     return sacrebleu.corpus_bleu(hyps, [ref]).score, sum(len(x) for x in sp.encode(hyps))
 
 
-def run_ours(run: Path, src: Path, beam: int, weights: str, threads: int, batch_tokens: int,
+def run_ours(run: Path, src: Path, beam: int, stop: str, weights: str, threads: int, batch_tokens: int,
              out: Path) -> tuple[float, float, float]:
     """(decode s, wall s, peak RSS MiB) of `nmt translate` in a fresh process."""
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "nmt", "translate", "-m", str(run), "-i", str(src),
-           "-o", str(out), "--beam", str(beam), "--threads", str(threads), "--batch-tokens", str(batch_tokens)]
+           "-o", str(out), "--beam", str(beam), "--threads", str(threads), "--batch-tokens", str(batch_tokens),
+           "--stop", stop]
     cmd += ["--quantize", "int8"] if weights == "int8" else ["--precision", weights]
     result = subprocess.run(cmd, capture_output=True, text=True, check=True)
     decode = float(re.search(r"translated \d+ lines in ([\d.]+) s", result.stderr).group(1))
@@ -51,8 +53,7 @@ def joey_checkpoint(harness: Path, updates: int, threads: int) -> Path:
     """JOEY_CKPT, or a checkpoint of the harness's `rnn` config after ``updates`` updates (trained once)."""
     if os.environ.get("JOEY_CKPT"):
         return Path(os.environ["JOEY_CKPT"])
-    work = Path(os.environ.get("JOEY_WORK", Path.home() / ".cache/joeybench"))
-    checkpoint = work / "models" / "rnn_decode" / f"{updates}.ckpt"
+    checkpoint = joeyharness.work_folder() / "models" / "rnn_decode" / f"{updates}.ckpt"
     if not checkpoint.is_file():
         print(f"JoeyNMT: training {updates} updates for its checkpoint ...", file=sys.stderr)
         joeyharness.train(harness, "rnn_decode", updates, threads, validate_at_end=True)
@@ -81,34 +82,35 @@ def main() -> None:
     n = len(ref)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for beam in (1, 5):
-            for weights in ("fp32", "int8", "bf16"):
-                out = Path(tmp) / f"b{beam}{weights}.hyp"
-                decode, wall, rss = run_ours(args.run, src, beam, weights, args.threads, args.batch_tokens, out)
-                bleu, tokens = measure(out, ref, sp)
-                rows.append(("nmt", beam, weights, bleu, decode, n / decode, tokens / decode, wall, rss))
+        runs = [(beam, "bound", weights) for beam in (1, 5) for weights in ("fp32", "int8", "bf16")]
+        for beam, stop, weights in [*runs, (5, "beams", "fp32"), (5, "beams", "int8")]:
+            out = Path(tmp) / f"b{beam}{stop}{weights}.hyp"
+            decode, wall, rss = run_ours(args.run, src, beam, stop, weights, args.threads, args.batch_tokens, out)
+            bleu, tokens = measure(out, ref, sp)
+            search = "greedy" if beam == 1 else f"beam {beam}" + (", --stop beams" if stop == "beams" else "")
+            rows.append(("nmt", beam, search, weights, bleu, decode, n / decode, tokens / decode, wall, rss))
         if args.joey:
             checkpoint = joey_checkpoint(args.joey, args.joey_updates, args.threads)
             for beam in (1, 5):
                 decode, wall, rss, hyp = joeyharness.decode(args.joey, checkpoint, beam, args.threads)
                 bleu, tokens = measure(hyp, ref, sp)
-                rows.append(("JoeyNMT 2.3", beam, "fp32", bleu, decode, n / decode, tokens / decode, wall, rss))
+                search = "greedy" if beam == 1 else f"beam {beam}"
+                rows.append(("JoeyNMT 2.3", beam, search, "fp32", bleu, decode, n / decode, tokens / decode, wall,
+                             rss))
 
     print(f"machine: {machine().describe()}")
     print(f"nmt model: {args.run} ({count_parameters(translator.model):,} parameters); {n} sentences, "
           f"{args.threads} threads; target tokens counted with the nmt run's sentencepiece model\n")
     print("| system | search | weights | BLEU | decode s | sent/s | trg tok/s | wall s | peak RSS MiB |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for system, beam, weights, bleu, decode, sps, tps, wall, rss in rows:
-        search = "greedy" if beam == 1 else f"beam {beam}"
+    for system, _, search, weights, bleu, decode, sps, tps, wall, rss in rows:
         print(f"| {system} | {search} | {weights} | {bleu:.2f} | {decode:.1f} | {sps:.1f} | {tps:.0f} | {wall:.1f} "
               f"| {rss:.0f} |")
-    joey = {r[1]: r[5] for r in rows if r[0] != "nmt"}
+    joey = {r[1]: r[6] for r in rows if r[0] != "nmt"}
     if joey:
-        for system, beam, weights, *rest in rows:
+        for system, beam, search, weights, *rest in rows:
             if system == "nmt":
-                print(f"speed-up over JoeyNMT, {'greedy' if beam == 1 else f'beam {beam}'} {weights}: "
-                      f"{rest[2] / joey[beam]:.2f}x sentences/s")
+                print(f"speed-up over JoeyNMT, {search} {weights}: {rest[2] / joey[beam]:.2f}x sentences/s")
 
 
 if __name__ == "__main__":

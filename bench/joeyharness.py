@@ -15,6 +15,11 @@ def _env(threads: int) -> dict[str, str]:
     return {**os.environ, "JOEY_THREADS": str(threads), "JOEY_BUDGET_S": "0"}
 
 
+def work_folder() -> Path:
+    """The harness's work folder: JOEY_WORK, or its default."""
+    return Path(os.environ.get("JOEY_WORK", Path.home() / ".cache/joeybench"))
+
+
 def train(harness: Path, name: str, updates: int, threads: int, validate_at_end: bool = False) -> tuple[Path, Rows]:
     """Train the harness's `rnn` config for ``updates`` updates into WORK/models/NAME, validating (and so saving
     a checkpoint) only after the last one when ``validate_at_end``; returns the work folder and the per-update log."""
@@ -58,7 +63,9 @@ def wall_seconds(time_v_output: str) -> float:
 
 def decode(harness: Path, checkpoint: Path, beam: int, threads: int) -> tuple[float, float, float, Path]:
     """Decode test_2016_flickr (batches of 64 sentences) with a checkpoint of the `rnn` config: (decode s, wall s,
-    peak RSS MiB, hypothesis file)."""
+    peak RSS MiB, hypothesis file). The harness's decoding config names WORK/models/rnn as JoeyNMT's model_dir,
+    which JoeyNMT requires to exist although it only reads ``checkpoint``: an empty one is made if missing."""
+    (work_folder() / "models" / "rnn").mkdir(parents=True, exist_ok=True)
     result = subprocess.run(["bash", str(harness / "bench.sh"), "decode", "rnn", str(beam), "64"],
                             env={**_env(threads), "JOEY_CKPT": str(checkpoint)}, capture_output=True, text=True,
                             check=True)

@@ -90,6 +90,10 @@ def _translate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-repeat-ngram", type=int,
                    help="never repeat an n-gram of this size in an output (>= 0, 0: off; greedy and beam search)")
     p.add_argument("--batch-tokens", type=int, help="source subwords per batch (>= 1)")
+    p.add_argument("--stop", choices=["bound", "beams"],
+                   help="when beam search ends a sentence: bound (no live beam can beat the best finished one) or "
+                        "beams (also once beam-size hypotheses finished: fairseq's rule, faster, not always the "
+                        "same output); default: the run's decode setting")
     p.add_argument("--scores", action="store_true", help="prefix each translation with its log-probability and a tab")
     p.add_argument("--alignments", type=Path, metavar="FILE",
                    help="also write word alignments from attention, Pharaoh format ('i-j'), a line per input line")
@@ -314,7 +318,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
 # The CLI's name of each decoding setting, for messages.
 DECODE_OPTIONS = {"beam_size": "--beam", "nbest": "--nbest", "alpha": "--alpha", "max_len_a": "--max-len-a",
                   "max_len_b": "--max-len-b", "min_length": "--min-length", "no_repeat_ngram": "--no-repeat-ngram",
-                  "batch_tokens": "--batch-tokens"}
+                  "batch_tokens": "--batch-tokens", "stop": "--stop"}
 
 
 def _file_identity(target: Path | int) -> tuple | None:
@@ -386,7 +390,7 @@ def run_translate(args: argparse.Namespace) -> None:
 
     options = {"beam_size": args.beam, "nbest": args.nbest, "alpha": args.alpha, "max_len_a": args.max_len_a,
                "max_len_b": args.max_len_b, "min_length": args.min_length, "no_repeat_ngram": args.no_repeat_ngram,
-               "batch_tokens": args.batch_tokens}
+               "batch_tokens": args.batch_tokens, "stop": args.stop}
     check_decode(options, DECODE_OPTIONS)
     if args.nbest and not args.beam:
         options["beam_size"] = max(args.nbest, 5)

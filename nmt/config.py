@@ -196,6 +196,7 @@ class DecodeConfig(Group):
     max_len_a: NonNegative
     max_len_b: Count
     batch_tokens: Positive
+    stop: Literal["bound", "beams"] = "bound"  # runs made before this key decode as its default
 
     @model_validator(mode="after")
     def _nbest(self) -> DecodeConfig:

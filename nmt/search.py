@@ -26,6 +26,9 @@ class Hypothesis:
     attention: Tensor | None
 
 
+STOPS = ("beams", "bound")  # when a sentence's beam search ends: see beam_search
+
+
 def max_output_lengths(src_mask: Tensor, a: float, b: int) -> Tensor:
     """Per sentence, at most a * (source length) + b output tokens (EOS included)."""
     return (a * src_mask.sum(1).float() + b).long().clamp(min=1)
@@ -58,8 +61,7 @@ def greedy_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: 
         if i < min_length:
             log_probs[:, EOS].masked_fill_(~last, float("-inf"))
         block_repeated_ngrams(log_probs, history, no_repeat_ngram)
-        not_eos = torch.arange(log_probs.size(1), device=src.device) != EOS
-        log_probs.masked_fill_(last.unsqueeze(1) & not_eos, float("-inf"))  # last step: EOS
+        only_eos(log_probs, last)
         score, prev = log_probs.max(-1)
         tokens.append(prev)
         scores.append(score)
@@ -90,6 +92,15 @@ def _collect(tokens: Tensor, scores: Tensor, attention: Tensor | None, src_mask:
     return hyps
 
 
+def only_eos(log_probs: Tensor, rows: Tensor) -> None:
+    """Forbid (in place) every token but EOS in the ``rows`` [N] (bool) that reached their maximum length."""
+    index = rows.nonzero().flatten()
+    if index.numel():
+        eos = log_probs[index, EOS]
+        log_probs[index] = float("-inf")
+        log_probs[index, EOS] = eos
+
+
 def length_penalty(length: Tensor | int, alpha: float) -> Tensor | float:
     """GNMT length penalty lp(Y) = ((5 + |Y|) / 6)^alpha (Wu et al. 2016); alpha 0 means none."""
     return ((5.0 + length) / 6.0) ** alpha
@@ -108,17 +119,21 @@ def block_repeated_ngrams(log_probs: Tensor, history: Tensor, n: int) -> None:
 
 @torch.no_grad()
 def beam_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Tensor, beam_size: int,
-                alpha: float = 0.0, nbest: int = 1, min_length: int = 0,
-                no_repeat_ngram: int = 0) -> list[list[Hypothesis]]:
+                alpha: float = 0.0, nbest: int = 1, min_length: int = 0, no_repeat_ngram: int = 0,
+                stop: str = "bound") -> list[list[Hypothesis]]:
     """Beam search over all sentences and beams of the batch at once.
 
     Hypotheses are ranked by score / lp(length) (GNMT length penalty ``alpha``; 0 ranks by log-probability).
-    A sentence stops as soon as its ``nbest`` best finished hypotheses cannot be beaten by a live beam, and
-    leaves the batch. The encoder output (with the attention keys it holds) is computed once and shared by the
-    beams. EOS is forbidden before ``min_length`` tokens (unless the maximum length is reached), and repeated
-    n-grams of size ``no_repeat_ngram`` never. Returns the ``nbest`` best hypotheses per sentence, best first;
-    ``score`` is the log-probability. Raises :class:`NonFiniteScoresError` when the model gives NaN scores.
+    A sentence stops, and leaves the batch, as soon as its ``nbest`` best finished hypotheses cannot be beaten by
+    a live beam (``stop="bound"``: no longer hypothesis can win), or with ``stop="beams"`` (fairseq's rule, faster,
+    not always the same output) also once ``beam_size`` of its hypotheses have finished. The encoder output (with
+    the attention keys it holds) is computed once and shared by the beams. EOS is forbidden before ``min_length``
+    tokens (unless the maximum length is reached), and repeated n-grams of size ``no_repeat_ngram`` never. Returns
+    the ``nbest`` best hypotheses per sentence, best first; ``score`` is the log-probability. Raises
+    :class:`NonFiniteScoresError` when the model gives NaN scores.
     """
+    if stop not in STOPS:
+        raise ValueError(f"stop must be one of {', '.join(STOPS)}, got {stop!r}")
     batch, k, device = src.size(0), beam_size, src.device
     enc = model.encode(src, src_mask)
     rows = torch.arange(batch, device=device).repeat_interleave(k)
@@ -134,6 +149,8 @@ def beam_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Te
     attention: Tensor | None = None
     finished: list[list[tuple[float, Hypothesis]]] = [[] for _ in range(batch)]
     kth_best = torch.full((batch,), float("-inf"), device=device)  # nbest-th finished score so far
+    n_finished = torch.zeros(batch, device=device)
+    enough = k if stop == "beams" else float("inf")  # finished hypotheses that end a sentence's search
     reachable = length_penalty(max_lengths.float(), alpha)  # the largest length penalty a sentence can get
     nan = torch.zeros((), dtype=torch.bool, device=device)
     for i in range(int(max_lengths.max())):
@@ -144,7 +161,7 @@ def beam_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Te
         if i < min_length:
             log_probs[:, EOS].masked_fill_(~at_limit, float("-inf"))
         block_repeated_ngrams(log_probs, history, no_repeat_ngram)
-        log_probs.masked_fill_(at_limit.unsqueeze(1) & (torch.arange(vocab, device=device) != EOS), float("-inf"))
+        only_eos(log_probs, at_limit)
         if a is not None:
             attention = a.unsqueeze(1) if attention is None else torch.cat([attention, a.unsqueeze(1)], 1)
 
@@ -162,6 +179,7 @@ def beam_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Te
             hyp = Hypothesis(history[row].tolist(), score, [*token_scores[row].tolist(), float(log_probs[row, EOS])],
                              attention[row, :, : src_lengths[s]].cpu() if attention is not None else None)
             finished[s].append((score / length_penalty(history.size(1) + 1, alpha), hyp))
+            n_finished[s] += 1
             if len(finished[s]) >= nbest:
                 kth_best[s] = sorted((f[0] for f in finished[s]), reverse=True)[nbest - 1]
 
@@ -172,8 +190,9 @@ def beam_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Te
         rows, prev = cand_rows.gather(1, pick).view(-1), cand_token.gather(1, pick).view(-1)
 
         # Log-probabilities only fall, so a live score s can at best become s / lp(max length): a sentence is
-        # done when its nbest-th finished hypothesis is at least that good. Done sentences leave the batch.
-        searching = kth_best[sentence] < scores.max(1).values / reachable[sentence]
+        # done when its nbest-th finished hypothesis is at least that good (or, stop="beams", when k have
+        # finished). Done sentences leave the batch.
+        searching = (kth_best[sentence] < scores.max(1).values / reachable[sentence]) & (n_finished[sentence] < enough)
         if not searching.any():
             break
         if not searching.all():

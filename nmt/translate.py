@@ -33,7 +33,7 @@ from nmt.ensemble import Ensemble
 from nmt.hardware import Precision, int8_engine, resolve_device, resolve_precision
 from nmt.model import build_model
 from nmt.rundir import load_config
-from nmt.search import Hypothesis, NonFiniteScoresError, beam_search, greedy_search, max_output_lengths
+from nmt.search import STOPS, Hypothesis, NonFiniteScoresError, beam_search, greedy_search, max_output_lengths
 from nmt.tokenizer import Tokenizer, load_tokenizers
 from nmt.words import pharaoh
 
@@ -61,6 +61,7 @@ DECODE_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "min_length": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
     "no_repeat_ngram": (lambda v: _integer(v) and v >= 0, "an integer >= 0 (0: no blocking)"),
     "batch_tokens": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "stop": (lambda v: v in STOPS, " or ".join(STOPS)),
 }
 
 
@@ -242,7 +243,8 @@ class Translator:
                                                             d.min_length, d.no_repeat_ngram)]
                     else:
                         nbest = beam_search(self.model, batch.src, batch.src_mask, max_lengths, d.beam_size,
-                                            d.alpha, d.nbest, d.min_length, d.no_repeat_ngram)
+                                            d.alpha, d.nbest, d.min_length, d.no_repeat_ngram,
+                                            d.get("stop", "bound"))
                 for i, hyps in zip(indices, nbest, strict=True):
                     results[i] = hyps
         except NonFiniteScoresError:

@@ -174,3 +174,38 @@ def test_nan_scores_are_an_error(beam: int) -> None:
         model.output.weight.fill_(3e38)  # finite weights whose logits overflow: log_softmax gives NaN
     with pytest.raises(NonFiniteScoresError, match="not finite"):
         _search(model, SOURCES, beam)
+
+
+class _CountingSteps(torch.nn.Module):
+    """A model's search interface, counting the decoder steps and the rows they compute."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model, self.rows = model, 0
+
+    def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> dict:
+        return self.model.encode(src, src_mask)
+
+    def init_state(self, enc: dict) -> dict:
+        return self.model.init_state(enc)
+
+    def step(self, prev: torch.Tensor, enc: dict, state: dict) -> tuple:
+        self.rows += prev.size(0)
+        return self.model.step(prev, enc, state)
+
+
+def test_stopping_once_beam_size_hypotheses_finished(dates_model: tuple) -> None:
+    """stop="beams" ends each sentence once k hypotheses finished: fewer decoder rows than the bound, the same
+    translation for almost every date, and still batch-invariant."""
+    translator, sources = dates_model
+    bound, beams = _CountingSteps(translator.model), _CountingSteps(translator.model)
+    exact = _search(bound, sources, 5, alpha=1.0, stop="bound")
+    fast = _search(beams, sources, 5, alpha=1.0, stop="beams")
+    assert beams.rows < bound.rows
+    same = sum(e[0].tokens == f[0].tokens for e, f in zip(exact, fast, strict=True))
+    assert same >= 0.95 * len(sources)
+    for src, in_batch in list(zip(sources, fast, strict=True))[::9]:
+        (alone,) = _search(translator.model, [src], 5, alpha=1.0, stop="beams")
+        assert alone[0].tokens == in_batch[0].tokens
+    with pytest.raises(ValueError, match="stop"):
+        _search(translator.model, sources[:1], 5, stop="early")

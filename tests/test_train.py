@@ -18,12 +18,13 @@ import torch
 from datasets import Dataset
 from omegaconf import OmegaConf
 from torch import nn
+from torch.nn import functional as F
 
 from nmt import NmtError, checkpoint, rundir
 from nmt.checkpoint import step_checkpoints
 from nmt.config import CONF_DIR, validate
 from nmt.model import RecurrentSeq2Seq
-from nmt.train import Checkpoints, Interrupted, Interrupts, Progress, Trainer, train, train_update
+from nmt.train import Checkpoints, CrossEntropy, Interrupted, Interrupts, Progress, Trainer, train, train_update
 from nmt.translate import Translator
 from tests.conftest import SMALL_DATES, compose_config
 
@@ -33,6 +34,19 @@ def test_the_date_model_learns(dates_run: tuple[Path, dict]) -> None:
     _, result = dates_run
     assert result["exact"] >= 97.0
     assert result["bleu"] >= 95.0
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_the_one_pass_cross_entropy_equals_torchs(smoothing: float) -> None:
+    """The loss and its gradient (computed in place of the saved log-probabilities) are F.cross_entropy's."""
+    torch.manual_seed(0)
+    logits, target = torch.randn(9, 13, requires_grad=True), torch.randint(0, 13, (9,))
+    ours = CrossEntropy.apply(logits, target, smoothing)
+    (ours_grad,) = torch.autograd.grad(ours, logits)
+    theirs = F.cross_entropy(logits, target, label_smoothing=smoothing, reduction="sum")
+    (theirs_grad,) = torch.autograd.grad(theirs, logits)
+    torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(ours_grad, theirs_grad)
 
 
 def test_run_directory_contents(dates_run: tuple[Path, dict]) -> None:
