@@ -149,7 +149,6 @@ def beam_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Te
     attention: Tensor | None = None
     finished: list[list[tuple[float, Hypothesis]]] = [[] for _ in range(batch)]
     kth_best = torch.full((batch,), float("-inf"), device=device)  # nbest-th finished score so far
-    n_finished = torch.zeros(batch, device=device)
     enough = k if stop == "beams" else float("inf")  # finished hypotheses that end a sentence's search
     reachable = length_penalty(max_lengths.float(), alpha)  # the largest length penalty a sentence can get
     nan = torch.zeros((), dtype=torch.bool, device=device)
@@ -179,8 +178,9 @@ def beam_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Te
             hyp = Hypothesis(history[row].tolist(), score, [*token_scores[row].tolist(), float(log_probs[row, EOS])],
                              attention[row, :, : src_lengths[s]].cpu() if attention is not None else None)
             finished[s].append((score / length_penalty(history.size(1) + 1, alpha), hyp))
-            n_finished[s] += 1
-            if len(finished[s]) >= nbest:
+            if len(finished[s]) >= enough:  # stop="beams": no live beam may continue this sentence
+                kth_best[s] = float("inf")
+            elif len(finished[s]) >= nbest:
                 kth_best[s] = sorted((f[0] for f in finished[s]), reverse=True)[nbest - 1]
 
         # Live: the k best candidates that are not EOS, in rank order.
@@ -190,9 +190,9 @@ def beam_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Te
         rows, prev = cand_rows.gather(1, pick).view(-1), cand_token.gather(1, pick).view(-1)
 
         # Log-probabilities only fall, so a live score s can at best become s / lp(max length): a sentence is
-        # done when its nbest-th finished hypothesis is at least that good (or, stop="beams", when k have
-        # finished). Done sentences leave the batch.
-        searching = (kth_best[sentence] < scores.max(1).values / reachable[sentence]) & (n_finished[sentence] < enough)
+        # done when its nbest-th finished hypothesis is at least that good (stop="beams" makes it +inf once k
+        # have finished). Done sentences leave the batch.
+        searching = kth_best[sentence] < scores.max(1).values / reachable[sentence]
         if not searching.any():
             break
         if not searching.all():
