@@ -8,8 +8,9 @@ Budgets and timing windows are counted in updates, not seconds, so that a slower
 
 nmt: `experiment=multi30k_gru` (bi-GRU 2x256, GRU decoder 512, emb 256, Bahdanau attention 256, input feeding,
 bridge, joint BPE 8k, batches of 2,000 padded tokens). Each precision runs in its own process: WARMUP updates,
-then UPDATES timed updates through the training code's own `train_update` (forward, backward, clipping, Adam,
-batch creation), no validation. Target tokens include EOS, as JoeyNMT's harness counts them.
+then UPDATES timed updates through the training code's own `train_update` (forward, backward, clipping,
+batch creation) and optimizer (`build_optimizer`: fused Adam), no validation. Target tokens include EOS, as
+JoeyNMT's harness counts them.
 
 Arithmetic: the useful multiply-adds of each sentence (its own source and target lengths, no padding) are
 counted from the model's matrix products: the encoder GRUs, the key projection, the bridge, per target position
@@ -91,7 +92,7 @@ def worker(precision: str, updates: int, warmup: int, threads: int) -> dict:
     from nmt.config import CONF_DIR
     from nmt.model import build_model, count_parameters
     from nmt.tokenizer import build_tokenizers
-    from nmt.train import train_update
+    from nmt.train import build_optimizer, train_update
 
     torch.set_num_threads(threads)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
@@ -106,7 +107,7 @@ def worker(precision: str, updates: int, warmup: int, threads: int) -> dict:
             data.encode(cfg.data, "train", raw, src_tok, trg_tok), cfg.data.max_length, cfg.data.max_ratio)
     model = build_model(cfg.model, len(src_tok), len(trg_tok))
     model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, betas=tuple(cfg.train.betas))
+    optimizer = build_optimizer(cfg.train, model)  # the trainer's own (fused Adam)
     batches = [b for epoch in range(1 + (warmup + updates) // 100)  # epochs in training order, enough of them
                for b in token_batches(src_lengths, trg_lengths, cfg.train.batch_tokens, shuffle=True,
                                       seed=cfg.seed + epoch)]

@@ -183,7 +183,9 @@ def create_app(models: list[ServedModel], settings: ServerSettings | None = None
         yield
         await asyncio.to_thread(service.stop)
 
-    app = FastAPI(title="nmt", version=__version__, lifespan=lifespan,
+    # No /docs or /redoc: FastAPI serves those pages from a CDN, which offline machines cannot reach; the schema
+    # itself is /openapi.json.
+    app = FastAPI(title="nmt", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Neural machine translation with attention: LibreTranslate's API, and nmt's own "
                               "with n-best lists, token scores, pieces, alignments and attention.")
     app.state.service = service

@@ -121,6 +121,11 @@ def test_health_languages_and_openapi(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and 'id="heatmap"' in page.text
     assert client.get("/static/app.js").status_code == 200
+    # Nothing the server offers loads from another host (FastAPI's /docs and /redoc would, from a CDN).
+    for path in ("/docs", "/redoc"):
+        assert client.get(path).json() == {"error": f"no such endpoint: {path} (see /openapi.json)"}
+    for asset in ("/", "/static/app.js", "/static/style.css"):
+        assert "https://" not in client.get(asset).text
 
 
 def test_models_describe_runs_and_their_scores(client: TestClient, dates_run: tuple[Path, dict]) -> None:
