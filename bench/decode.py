@@ -37,6 +37,11 @@ def measure(hyp_file: Path, ref: list[str], sp: spm.SentencePieceProcessor) -> t
     return sacrebleu.corpus_bleu(hyps, [ref]).score, sum(len(x) for x in sp.encode(hyps))
 
 
+def search_label(beam: int, stop: str = "bound") -> str:
+    """The table's name of a search: greedy, beam K, or beam K with --stop beams."""
+    return "greedy" if beam == 1 else f"beam {beam}" + (", --stop beams" if stop == "beams" else "")
+
+
 def run_ours(run: Path, src: Path, beam: int, stop: str, weights: str, threads: int, batch_tokens: int,
              out: Path) -> tuple[float, float, float]:
     """(decode s, wall s, peak RSS MiB) of `nmt translate` in a fresh process."""
@@ -87,16 +92,15 @@ def main() -> None:
             out = Path(tmp) / f"b{beam}{stop}{weights}.hyp"
             decode, wall, rss = run_ours(args.run, src, beam, stop, weights, args.threads, args.batch_tokens, out)
             bleu, tokens = measure(out, ref, sp)
-            search = "greedy" if beam == 1 else f"beam {beam}" + (", --stop beams" if stop == "beams" else "")
-            rows.append(("nmt", beam, search, weights, bleu, decode, n / decode, tokens / decode, wall, rss))
+            rows.append(("nmt", beam, search_label(beam, stop), weights, bleu, decode, n / decode, tokens / decode,
+                         wall, rss))
         if args.joey:
             checkpoint = joey_checkpoint(args.joey, args.joey_updates, args.threads)
             for beam in (1, 5):
                 decode, wall, rss, hyp = joeyharness.decode(args.joey, checkpoint, beam, args.threads)
                 bleu, tokens = measure(hyp, ref, sp)
-                search = "greedy" if beam == 1 else f"beam {beam}"
-                rows.append(("JoeyNMT 2.3", beam, search, "fp32", bleu, decode, n / decode, tokens / decode, wall,
-                             rss))
+                rows.append(("JoeyNMT 2.3", beam, search_label(beam), "fp32", bleu, decode, n / decode,
+                             tokens / decode, wall, rss))
 
     print(f"machine: {machine().describe()}")
     print(f"nmt model: {args.run} ({count_parameters(translator.model):,} parameters); {n} sentences, "

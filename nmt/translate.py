@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from nmt import NmtError, cannot_write, checkpoint
 from nmt.batching import make_batch, token_batches
+from nmt.config import DecodeConfig
 from nmt.ensemble import Ensemble
 from nmt.hardware import Precision, int8_engine, resolve_device, resolve_precision
 from nmt.model import build_model
@@ -189,7 +190,9 @@ class Translator:
                 warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions .* deprecated")
                 model = torch.ao.quantization.quantize_dynamic(model, {nn.Linear, nn.GRU, nn.LSTM},
                                                                dtype=torch.qint8)
-        settings = OmegaConf.merge(configs[0].decode, decode)
+        # Through the schema, so that a run saved before a decoding setting existed gets its default (decode.stop).
+        saved = DecodeConfig.model_validate(OmegaConf.to_container(configs[0].decode, resolve=True)).model_dump()
+        settings = OmegaConf.merge(saved, decode)
         max_length = min(int(cfg.data.max_length) for cfg in configs)
         paths = ", ".join(str(run / name) for run, name in zip(runs, names, strict=True))
         return cls(model.to(device), src_tok, trg_tok, settings, max_length, precision, paths)
@@ -243,8 +246,7 @@ class Translator:
                                                             d.min_length, d.no_repeat_ngram)]
                     else:
                         nbest = beam_search(self.model, batch.src, batch.src_mask, max_lengths, d.beam_size,
-                                            d.alpha, d.nbest, d.min_length, d.no_repeat_ngram,
-                                            d.get("stop", "bound"))
+                                            d.alpha, d.nbest, d.min_length, d.no_repeat_ngram, d.stop)
                 for i, hyps in zip(indices, nbest, strict=True):
                     results[i] = hyps
         except NonFiniteScoresError:
