@@ -167,6 +167,9 @@ class Translator:
         if quantize not in (None, "int8"):
             raise NmtError(f"unknown quantization {quantize!r} (supported: int8)")
         engine = int8_engine(device) if quantize else None  # refuses a GPU before anything is loaded
+        unknown = sorted(set(decode) - set(DecodeConfig.model_fields))
+        if unknown:
+            raise NmtError(f"unknown decoding setting {unknown[0]!r} (known: {', '.join(DecodeConfig.model_fields)})")
         check_decode(decode)
         configs = [load_config(run) for run in runs]
         tokenizers = [load_tokenizers(run, cfg.tokenizer.joint) for run, cfg in zip(runs, configs, strict=True)]

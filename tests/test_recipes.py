@@ -1,6 +1,7 @@
 """The Multi30k recipe script end to end on the real data (../shared/data/multi30k, or $NMT_MULTI30K), shrunk
-to a small model and 300 updates (a budget in updates, so that a slower machine trains as much): train, average,
-beam-search the test set, score, plot; then the BLEU-by-length comparison script on that run."""
+to a small model and 200 updates at a learning rate of 2e-3 (a budget in updates, so that a slower machine trains as
+much): train, average, beam-search the test set, score, plot; then the BLEU-by-length comparison script on that run.
+Measured (Intel Xeon, 2 threads): greedy dev BLEU 5.60 and 9.97 at updates 100 and 200, beam-5 test 10.51."""
 
 import os
 import re
@@ -13,8 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 MULTI30K = Path(os.environ.get("NMT_MULTI30K", ROOT.parent / "shared" / "data" / "multi30k"))
 SMALL = ["model.emb_size=128", "model.hidden_size=128", "model.decoder_hidden_size=256", "model.attention_size=128",
-         "tokenizer.vocab_size=4000", "train.max_steps=300", "train.validate_every=100", "train.plot_attention=0",
-         "train.threads=2"]
+         "tokenizer.vocab_size=4000", "train.max_steps=200", "train.lr=2e-3", "train.validate_every=100",
+         "train.plot_attention=0", "train.threads=2"]
 
 
 @pytest.mark.slow

@@ -97,6 +97,8 @@ def test_bf16_translation_agrees_with_fp32(dates_run: tuple[Path, dict]) -> None
     assert max(abs(a.score - b.score) for a, b in zip(fp32, bf16, strict=True) if a.text == b.text) < 0.1
     with pytest.raises(NmtError, match="unknown precision"):
         Translator.from_run(run_dir, precision="fp8")
+    with pytest.raises(NmtError, match=r"^unknown decoding setting 'beam' \(known: beam_size, "):
+        Translator.from_run(run_dir, beam=5)  # a misspelt setting is refused, not ignored
 
 
 def test_precision_and_device_are_resolved(dates_run: tuple[Path, dict]) -> None:
