@@ -67,11 +67,15 @@ DECODE_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 def check_decode(settings: Mapping[str, Any], names: Mapping[str, str] | None = None) -> None:
-    """Refuse a decoding setting out of range: one ``NmtError`` line naming it (by ``names``, e.g. the CLI's
-    ``--beam``, else ``decode.KEY``), its value and what is allowed. Settings that are absent or None are not
-    checked."""
+    """Refuse an unknown decoding setting, or one out of range: one ``NmtError`` line naming it (by ``names``, e.g.
+    the CLI's ``--beam``, else ``decode.KEY``), its value and what is allowed. Settings that are absent or None are
+    not range-checked."""
     def name(key: str) -> str:
         return (names or {}).get(key, f"decode.{key}")
+
+    unknown = sorted(set(settings) - set(DecodeConfig.model_fields))
+    if unknown:
+        raise NmtError(f"unknown decoding setting {unknown[0]!r} (known: {', '.join(DecodeConfig.model_fields)})")
 
     for key, (ok, allowed) in DECODE_RANGES.items():
         value = settings.get(key)
@@ -167,9 +171,6 @@ class Translator:
         if quantize not in (None, "int8"):
             raise NmtError(f"unknown quantization {quantize!r} (supported: int8)")
         engine = int8_engine(device) if quantize else None  # refuses a GPU before anything is loaded
-        unknown = sorted(set(decode) - set(DecodeConfig.model_fields))
-        if unknown:
-            raise NmtError(f"unknown decoding setting {unknown[0]!r} (known: {', '.join(DecodeConfig.model_fields)})")
         check_decode(decode)
         configs = [load_config(run) for run in runs]
         tokenizers = [load_tokenizers(run, cfg.tokenizer.joint) for run, cfg in zip(runs, configs, strict=True)]
