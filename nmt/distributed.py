@@ -37,8 +37,12 @@ def setup(device: torch.device) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def shutdown() -> None:
+def shutdown(synchronize: bool = False) -> None:
+    """Leave the process group. ``synchronize`` (on a normal end, when every rank gets here) first waits for all
+    ranks, so that none closes its connections while another still uses them (gloo can abort the process then)."""
     if dist.is_initialized():
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -324,6 +324,7 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         """Train (or resume), then translate and score the test split; returns the test scores."""
+        ended = False  # every rank got to the end: they leave the process group together
         try:
             with self.interrupts:
                 try:
@@ -334,6 +335,7 @@ class Trainer:
                 p = self.progress
                 if p.finished:
                     log.info("%s: this run has finished already; nothing to do", self.run_dir)
+                    ended = True
                     return p.result
                 if not p.trained:
                     self.interrupts.at_once = False
@@ -347,6 +349,7 @@ class Trainer:
                 p.result = self.test()
                 p.finished = True
                 self.save_last()
+            ended = True
             return p.result
         except Interrupted as e:
             if e.abort:
@@ -356,7 +359,7 @@ class Trainer:
         finally:
             if self.is_main:
                 rundir.unlock(self.run_dir)
-            distributed.shutdown()
+            distributed.shutdown(synchronize=ended)
 
     # set-up
 

@@ -45,7 +45,8 @@ def _rank(rank: int, world: int, port: int, out: str) -> None:
         worst = max(worst, max((c - flat).abs().max().item() for c in copies))
     if rank == 0:
         torch.save({"model": model.state_dict(), "worst": worst}, out)
-    distributed.shutdown()
+    del ddp
+    distributed.shutdown(synchronize=True)
 
 
 def test_two_gloo_ranks_stay_identical_and_match_one_process(tmp_path: Path) -> None:
@@ -88,7 +89,7 @@ def _collectives(rank: int, world: int, port: int, out: str) -> None:
                "broadcast": distributed.broadcast({"from": rank}), "gather": distributed.gather(f"rank {rank}")}
     distributed.barrier()
     torch.save(results, f"{out}.{rank}")
-    distributed.shutdown()
+    distributed.shutdown(synchronize=True)
 
 
 def test_collectives_across_two_gloo_ranks(tmp_path: Path) -> None:
