@@ -1,7 +1,8 @@
 """The Multi30k recipe script end to end on the real data (../shared/data/multi30k, or $NMT_MULTI30K), shrunk
 to a small model and 200 updates at a learning rate of 2e-3 (a budget in updates, so that a slower machine trains as
 much): train, average, beam-search the test set, score, plot; then the BLEU-by-length comparison script on that run.
-Measured (Intel Xeon, 2 threads): greedy dev BLEU 5.60 and 9.97 at updates 100 and 200, beam-5 test 10.51."""
+Measured (Intel Xeon, 2 threads, the recipe's label smoothing 0.1): greedy dev BLEU 6.13 and 11.41 at updates
+100 and 200, beam-5 test 11.26."""
 
 import os
 import re
