@@ -1,8 +1,10 @@
 """nmt: neural machine translation with attention, from the plain RNN to the Transformer."""
 
 import errno
+from pathlib import Path
 
 __version__ = "0.1.0"
+IMAGE_SUFFIXES = (".png", ".svg", ".pdf")  # the image formats of every plot, chosen by the file's suffix
 # nmt's log lines on stderr, for every command (`nmt train` sets the same through Hydra: conf/config.yaml)
 LOG_FORMAT, LOG_DATE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"
 
@@ -16,3 +18,9 @@ def cannot_write(error: OSError, name: object) -> NmtError:
     if error.errno == errno.ENOSPC:
         return NmtError(f"no space left on the device while writing {name}")
     return NmtError(f"cannot write {name}: {error.strerror or error}")
+
+
+def check_image_path(path: Path) -> None:
+    """A one-line error unless the suffix of ``path`` names an image format nmt writes."""
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise NmtError(f"cannot write {path}: the image format follows the suffix, one of {', '.join(IMAGE_SUFFIXES)}")

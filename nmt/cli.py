@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from nmt import LOG_DATE_FORMAT, LOG_FORMAT, NmtError, __version__, cannot_write
+from nmt import IMAGE_SUFFIXES, LOG_DATE_FORMAT, LOG_FORMAT, NmtError, __version__, cannot_write, check_image_path
 
 log = logging.getLogger(__name__)
 
@@ -425,17 +425,21 @@ def run_translate(args: argparse.Namespace) -> None:
 
 
 def run_plot(args: argparse.Namespace) -> None:
-    from nmt.alignment import force_decode, has_heads
-    from nmt.data import read_lines
-    from nmt.plot import plot_translation, select_heads
-    from nmt.translate import Translator
-
-    if args.all and (args.output is None or args.output.suffix.lower() in (".png", ".svg", ".pdf")):
+    if args.all and (args.output is None or args.output.suffix.lower() in IMAGE_SUFFIXES):
         raise NmtError("--all writes an image per line into a folder: name it with -o FOLDER")
     if args.format and not args.all:
         raise NmtError("--format is for --all; otherwise the suffix of -o gives the format")
     if args.line is not None and args.input is None:
         raise NmtError("--line needs -i FILE")
+    if args.output is not None and not args.all:
+        check_image_path(args.output)
+    if args.text is not None and not args.text.strip():
+        raise NmtError("nothing to translate: --text is blank")
+    from nmt.alignment import force_decode, has_heads  # after the checks: a mistake costs no model loading
+    from nmt.data import read_lines
+    from nmt.plot import plot_translation, select_heads
+    from nmt.translate import Translator
+
     if args.text is not None:
         jobs = [(args.text, args.output or Path("attention.png"))]
     else:
@@ -450,7 +454,7 @@ def run_plot(args: argparse.Namespace) -> None:
                 raise NmtError(f"{args.input} has {len(lines)} lines; --line {line} is out of range")
             jobs = [(lines[line - 1], args.output or Path("attention.png"))]
     if not jobs or not jobs[0][0].strip():
-        where = args.input if args.all else f"{args.input}:{args.line or 1}" if args.input else "--text"
+        where = args.input if args.all else f"{args.input}:{args.line or 1}"
         raise NmtError(f"nothing to translate: {where} is blank")
     translator = Translator.from_run(args.model, args.checkpoint, beam_size=args.beam, nbest=1)
     translations = translator.translate([" ".join(text.split()) for text, _ in jobs])

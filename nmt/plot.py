@@ -18,12 +18,11 @@ from matplotlib.ticker import LogFormatter
 from omegaconf import OmegaConf
 from torch import Tensor
 
-from nmt import NmtError
+from nmt import NmtError, check_image_path
 from nmt.translate import Translator
 from nmt.words import WORD_START, word_attention, words
 
 EOS_LABEL = "</s>"
-FORMATS = (".png", ".svg", ".pdf")
 CELL = 0.32  # inches per token
 
 
@@ -31,8 +30,7 @@ def _check(weights: Tensor, dims: int, src_tokens: list[str], trg_tokens: list[s
     if weights.dim() != dims or tuple(weights.shape[-2:]) != (len(trg_tokens), len(src_tokens)):
         raise ValueError(f"attention of shape {tuple(weights.shape)} for {len(trg_tokens)} target and "
                          f"{len(src_tokens)} source tokens")
-    if path.suffix.lower() not in FORMATS:
-        raise NmtError(f"cannot write {path}: the image format follows the suffix, one of {', '.join(FORMATS)}")
+    check_image_path(path)
 
 
 def _figure(rows: int, cols: int, panel_w: float, panel_h: float, src_tokens: list[str],
@@ -176,8 +174,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 def plot_metrics(run_dirs: list[Path], path: Path, labels: list[str] | None = None) -> Path:
     """Training curves of one or more runs over update steps, one color per run: training and dev loss, dev
     perplexity (log scale) and dev BLEU. ``labels`` name the runs in the legends (default: the folder names)."""
-    if path.suffix.lower() not in FORMATS:
-        raise NmtError(f"cannot write {path}: the image format follows the suffix, one of {', '.join(FORMATS)}")
+    check_image_path(path)
     labels = labels or [Path(d).name for d in run_dirs]
     runs = [read_metrics(d) for d in run_dirs]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), squeeze=False, layout="constrained")
@@ -206,8 +203,7 @@ def plot_metrics(run_dirs: list[Path], path: Path, labels: list[str] | None = No
 
 def plot_bleu_by_length(results: dict[str, list[tuple[str, int, float]]], path: Path) -> Path:
     """BLEU against source sentence length, one line per system (``nmt.evaluate.bleu_by_length`` rows)."""
-    if path.suffix.lower() not in FORMATS:
-        raise NmtError(f"cannot write {path}: the image format follows the suffix, one of {', '.join(FORMATS)}")
+    check_image_path(path)
     fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
     for k, (name, rows) in enumerate(results.items()):
         ax.plot([f"{label}\n({n})" for label, n, _ in rows], [b for _, _, b in rows], marker="o", color=f"C{k % 10}",
