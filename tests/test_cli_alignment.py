@@ -140,3 +140,7 @@ def test_plot_attention_usage_errors(dates_run: tuple[Path, dict], tmp_path: Pat
         assert result.returncode == 1
         (line,) = result.stderr.strip().splitlines()[-1:]
         assert line.startswith("nmt plot-attention: error: ") and message in line
+    # checked before any model is loaded: a missing run directory is not what the line names
+    result = nmt("plot-attention", "-m", str(tmp_path / "no-run"), "--text", "3.4.99", "-o", str(tmp_path / "a.jpg"))
+    assert result.returncode == 1 and "the image format follows the suffix" in result.stderr
+    assert "no-run" not in result.stderr and not (tmp_path / "a.jpg").exists()
