@@ -136,7 +136,8 @@ def _plot_parser(sub: argparse._SubParsersAction) -> None:
                             "line number")
     p.add_argument("-o", "--output", type=Path,
                    help="image file (.png/.svg/.pdf; default attention.png), or with --all a folder")
-    p.add_argument("--format", choices=["png", "svg", "pdf"], help="with --all: the image format (default png)")
+    p.add_argument("--format", choices=[suffix[1:] for suffix in IMAGE_SUFFIXES],
+                   help="with --all: the image format (default png)")
     p.add_argument("--beam", type=int, default=5, help="beam size; 1 is greedy search (default 5)")
     p.add_argument("--words", action="store_true", help="merge subword pieces into words")
     p.add_argument("--layer", type=int, help="Transformer: decoder layer, 1-based (default: the last)")
