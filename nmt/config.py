@@ -143,7 +143,7 @@ class TrainConfig(Group):
 
     lr: Annotated[float, Field(gt=0.0, le=1000.0)]
     betas: Annotated[list[Fraction], Field(min_length=2, max_length=2)]
-    schedule: Literal["plateau", "inverse_sqrt", "constant"]
+    schedule: Literal["plateau", "inverse_sqrt", "cosine", "constant"]
     lr_decay: Annotated[float, Field(gt=0.0, lt=1.0)]
     lr_patience: Count
     min_lr: NonNegative
@@ -182,6 +182,9 @@ class TrainConfig(Group):
         if self.resume and self.start_over:
             raise ValueError("train.resume and train.start_over exclude each other: continue the run, or move it "
                              "aside and start a new one")
+        if self.schedule == "cosine" and self.max_steps <= self.warmup:
+            raise ValueError(f"train.schedule=cosine decays the learning rate until train.max_steps, which must "
+                             f"be set above train.warmup ({self.warmup}); it is {self.max_steps}")
         return self
 
 

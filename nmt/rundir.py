@@ -140,11 +140,14 @@ def resume_config(run_dir: Path, cfg: DictConfig) -> DictConfig:
     new = cfg.copy()
     if new.train.precision == "auto":
         new.train.precision = saved.train.precision
-    forbidden = [c for c in config_changes(saved, new) if not c.split(":")[0].startswith(RESUMABLE_CHANGES)]
+    shaping = ("train.max_steps",) if saved.train.schedule == "cosine" else ()  # where the cosine ends
+    forbidden = [c for c in config_changes(saved, new)
+                 if not c.split(":")[0].startswith(RESUMABLE_CHANGES) or c.split(":")[0] in shaping]
     if forbidden:
-        raise NmtError(f"{run_dir} holds a run with another configuration; a resume may change only budgets, "
-                       f"patience, logging, threads, device and decoding, not: {'; '.join(forbidden)} "
-                       f"(train into another hydra.run.dir, or use train.start_over=true)")
+        raise NmtError(f"{run_dir} holds a run with another configuration; a resume may change only budgets "
+                       f"(not train.max_steps under train.schedule=cosine), patience, logging, threads, device and "
+                       f"decoding, not: {'; '.join(forbidden)} (train into another hydra.run.dir, or use "
+                       f"train.start_over=true)")
     return new
 
 

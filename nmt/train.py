@@ -90,7 +90,9 @@ def build_optimizer(tc: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
 def build_scheduler(tc: DictConfig, optimizer: torch.optim.Optimizer, higher_is_better: bool) -> Any:
     """``plateau``: decay by ``lr_decay`` when the dev metric stalls (stepped per validation, for RNNs);
     ``inverse_sqrt``: linear warm-up to ``lr`` over ``warmup`` updates, then lr * sqrt(warmup / step)
-    (Vaswani et al. 2017, stepped per update, for the Transformer); ``constant``."""
+    (Vaswani et al. 2017, stepped per update, for the Transformer); ``cosine``: linear warm-up, then
+    min_lr + (lr - min_lr) (1 + cos(pi t)) / 2 with t going from 0 to 1 at ``max_steps`` (Loshchilov & Hutter
+    2017, without restarts: the whole decay fits the run's budget of updates); ``constant``."""
     if tc.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max" if higher_is_better else "min", factor=tc.lr_decay, patience=tc.lr_patience,
@@ -99,9 +101,22 @@ def build_scheduler(tc: DictConfig, optimizer: torch.optim.Optimizer, higher_is_
         warmup = max(1, tc.warmup)
         return torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: min((step + 1) / warmup, (warmup / (step + 1)) ** 0.5))
+    if tc.schedule == "cosine":
+        warmup, max_steps, floor = tc.warmup, tc.max_steps, min(tc.min_lr / tc.lr, 1.0)
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: cosine_factor(step, warmup, max_steps, floor))
     if tc.schedule == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    raise NmtError(f"unknown train.schedule {tc.schedule!r}: choose plateau, inverse_sqrt or constant")
+    raise NmtError(f"unknown train.schedule {tc.schedule!r}: choose plateau, inverse_sqrt, cosine or constant")
+
+
+def cosine_factor(step: int, warmup: int, max_steps: int, floor: float) -> float:
+    """The multiple of ``lr`` after ``step`` updates under ``cosine``: (step + 1) / warmup while warming up, then
+    half a cosine from 1 down to ``floor`` (min_lr / lr) at ``max_steps``, and ``floor`` after it."""
+    if step < warmup:
+        return (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, max_steps - warmup))
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 class Validator:

@@ -137,6 +137,8 @@ BAD_OVERRIDES = [
     (["train.lr=["], "nmt train: error: cannot parse the override 'train.lr=['"),
     (["model.hidden_sise=5"], "nmt train: error: Could not override 'model.hidden_sise'"),
     (["train.resume=true", "train.start_over=true"], "nmt train: error: train.resume and train.start_over exclude"),
+    (["train.schedule=cosine"], "nmt train: error: train.schedule=cosine decays the learning rate until "
+     "train.max_steps, which must be set above train.warmup (4000); it is 0"),
 ]
 
 

@@ -92,6 +92,18 @@ def test_a_resume_may_change_budgets_decoding_and_hardware(dates_run: tuple[Path
     assert resumed.train.precision == OmegaConf.load(run / "config.yaml").train.precision != "auto"
 
 
+def test_a_resume_may_not_move_the_end_of_a_cosine_schedule(tmp_path: Path) -> None:
+    """Under ``train.schedule=cosine``, ``train.max_steps`` is where the learning rate reaches its end: a resume
+    that changes it would change the training, so it is refused like a model change (other budgets still move)."""
+    run = tmp_path / "run"
+    cosine = [*SMALL_DATES, "train.schedule=cosine", "train.warmup=0", "train.max_steps=300"]
+    run.mkdir()
+    rundir.save_config(compose_config(cosine), run)
+    with pytest.raises(NmtError, match=r"not: train\.max_steps: 300 -> 600 \(train into another"):
+        rundir.resume_config(run, compose_config([*cosine, "train.max_steps=600", "train.resume=true"]))
+    assert rundir.resume_config(run, compose_config([*cosine, "train.max_epochs=9"])).train.max_epochs == 9
+
+
 def test_start_over_moves_the_old_run_aside(dates_run: tuple[Path, dict], tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(dates_run[0], run)

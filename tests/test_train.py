@@ -1,6 +1,7 @@
 """Training: the date task learns end to end, the run directory holds what it promises, updates accumulate
 exactly, checkpoints are kept and averaged, and a killed run resumes to the same weights."""
 
+import itertools
 import json
 import logging
 import math
@@ -12,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -24,7 +26,17 @@ from nmt import NmtError, checkpoint, rundir
 from nmt.checkpoint import step_checkpoints
 from nmt.config import CONF_DIR, validate
 from nmt.model import RecurrentSeq2Seq
-from nmt.train import Checkpoints, CrossEntropy, Interrupted, Interrupts, Progress, Trainer, train, train_update
+from nmt.train import (
+    Checkpoints,
+    CrossEntropy,
+    Interrupted,
+    Interrupts,
+    Progress,
+    Trainer,
+    build_scheduler,
+    train,
+    train_update,
+)
 from nmt.translate import Translator
 from tests.conftest import SMALL_DATES, compose_config
 
@@ -98,6 +110,40 @@ def test_a_wrong_key_or_type_is_refused_before_training_naming_the_key() -> None
     with pytest.raises(NmtError, match=r"^train\.max_epochs=2\.5: input should be a valid integer"):
         validate(compose_config(["train.max_epochs=2.5"]))
     assert validate(compose_config(["train.lr=1e-3"])).train.lr == 1e-3
+
+
+def test_the_cosine_schedule_warms_up_decays_to_min_lr_at_max_steps_and_resumes() -> None:
+    """Linear warm-up to lr, half a cosine down to min_lr at max_steps (the midpoint halfway between them), then
+    min_lr; a scheduler rebuilt from the config and the saved state goes on with the same learning rates."""
+    tc = validate(compose_config(["train.schedule=cosine", "train.lr=1e-3", "train.min_lr=1e-5",
+                                  "train.warmup=10", "train.max_steps=110"])).train
+    cfg = OmegaConf.create(tc.model_dump())
+
+    def fresh() -> tuple[torch.optim.Optimizer, Any]:
+        optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+        return optimizer, build_scheduler(cfg, optimizer, higher_is_better=True)
+
+    optimizer, scheduler = fresh()
+    lrs = []
+    for _ in range(130):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)  # warm-up: (step + 1) / 10
+    assert lrs[60] == pytest.approx((1e-3 + 1e-5) / 2)
+    assert all(a > b for a, b in itertools.pairwise(lrs[10:111]))
+    assert lrs[110:] == pytest.approx([1e-5] * 20)
+    resumed_optimizer, resumed = fresh()
+    optimizer, scheduler = fresh()
+    for _ in range(37):
+        optimizer.step()
+        scheduler.step()
+    resumed.load_state_dict(scheduler.state_dict())
+    resumed_optimizer.load_state_dict(optimizer.state_dict())
+    for step in range(37, 80):
+        assert resumed_optimizer.param_groups[0]["lr"] == pytest.approx(lrs[step])
+        resumed_optimizer.step()
+        resumed.step()
 
 
 def _toy_data(n: int = 24, seed: int = 0) -> tuple[Dataset, list[int]]:
