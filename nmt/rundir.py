@@ -140,9 +140,10 @@ def resume_config(run_dir: Path, cfg: DictConfig) -> DictConfig:
     new = cfg.copy()
     if new.train.precision == "auto":
         new.train.precision = saved.train.precision
-    shaping = ("train.max_steps",) if saved.train.schedule == "cosine" else ()  # where the cosine ends
-    forbidden = [c for c in config_changes(saved, new)
-                 if not c.split(":")[0].startswith(RESUMABLE_CHANGES) or c.split(":")[0] in shaping]
+    resumable = RESUMABLE_CHANGES
+    if saved.train.schedule == "cosine":  # train.max_steps is where its learning rate ends: part of the training
+        resumable = tuple(key for key in RESUMABLE_CHANGES if key != "train.max_steps")
+    forbidden = [c for c in config_changes(saved, new) if not c.split(":")[0].startswith(resumable)]
     if forbidden:
         raise NmtError(f"{run_dir} holds a run with another configuration; a resume may change only budgets "
                        f"(not train.max_steps under train.schedule=cosine), patience, logging, threads, device and "
