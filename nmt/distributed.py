@@ -3,7 +3,8 @@
 ``torchrun --nproc_per_node=N -m nmt train ...`` sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT;
 each process calls :func:`setup`, wraps its model in DistributedDataParallel and trains on its share of every
 batch. gloo on CPUs; nccl on GPUs, where each rank first binds to its own GPU (``torch.cuda.set_device``) and every
-collective below puts its tensors on that GPU, as nccl requires. Without torchrun (WORLD_SIZE unset) everything
+collective below puts its tensors on that GPU, as nccl requires. Under torchrun the group starts even with one
+process (so that ``--nproc_per_node=1`` runs the same collectives); without torchrun (WORLD_SIZE unset) everything
 here is a no-op.
 """
 
@@ -26,8 +27,7 @@ def backend(device: torch.device) -> str:
 def setup(device: torch.device) -> tuple[int, int]:
     """Join the process group torchrun describes; returns (rank, world size), (0, 1) for a single process."""
     global _device
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
+    if "WORLD_SIZE" not in os.environ:
         return 0, 1
     if device.type == "cuda":
         torch.cuda.set_device(device)  # before the group starts: nccl binds each rank to the current device
@@ -35,6 +35,14 @@ def setup(device: torch.device) -> tuple[int, int]:
         dist.init_process_group(backend(device))
     _device = device if backend(device) == "nccl" else torch.device("cpu")
     return dist.get_rank(), dist.get_world_size()
+
+
+def describe() -> str:
+    """For the log: ``", 2 processes (nccl)"`` under torchrun, else nothing."""
+    if not dist.is_initialized():
+        return ""
+    world = dist.get_world_size()
+    return f", {world} process{'es' if world > 1 else ''} ({dist.get_backend()})"
 
 
 def shutdown(synchronize: bool = False) -> None:

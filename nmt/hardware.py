@@ -101,7 +101,13 @@ def resolve_device(name: str) -> torch.device:
     """``auto``: this rank's GPU when there is one (LOCAL_RANK under torchrun), else the CPU; or ``cpu``, ``cuda``,
     ``cuda:N``, checked against what this machine has."""
     if name == "auto":
-        return torch.device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        rank, count = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+        if rank >= count:
+            raise NmtError(f"train.device=auto: this is process {rank} of torchrun on this machine, which has {count} "
+                           f"GPU(s): start at most {count} (--nproc_per_node), or train on the CPU (train.device=cpu)")
+        return torch.device("cuda", rank)
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):

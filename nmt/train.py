@@ -465,7 +465,7 @@ class Trainer:
         self.model = build_model(cfg.model, len(self.src_tok), len(self.trg_tok)).to(self.device)
         log.info("model %s: %s parameters; vocabulary %d (source) / %d (target); %d training pairs; %s%s",
                  cfg.model.name, f"{count_parameters(self.model):,}", len(self.src_tok), len(self.trg_tok),
-                 len(self.train_set), self.device, f", {self.world} processes" if self.world > 1 else "")
+                 len(self.train_set), self.device, distributed.describe())
         self.optimizer = build_optimizer(tc, self.model)
         self.higher_is_better = tc.metric not in LOWER_IS_BETTER
         self.scheduler = build_scheduler(tc, self.optimizer, self.higher_is_better)

@@ -70,8 +70,9 @@ def test_torchrun_trains_with_two_processes_and_rank_0_writes(tmp_path: Path) ->
     run_dir = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(_free_port()),
            "-m", "nmt", "train", *SMALL_DATES, "data.sizes.train=1000", "train.max_steps=8", "train.threads=1",
-           "train.validate_every=4", "train.plot_attention=0", "model.emb_size=16", "model.hidden_size=16",
-           "model.decoder_hidden_size=16", "model.attention_size=16", f"hydra.run.dir={run_dir}"]
+           "train.device=cpu", "train.validate_every=4", "train.plot_attention=0", "model.emb_size=16",
+           "model.hidden_size=16", "model.decoder_hidden_size=16", "model.attention_size=16",
+           f"hydra.run.dir={run_dir}"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("run directory:") == 1 and done.stdout.count("test (") == 1
@@ -131,7 +132,7 @@ def test_nccl_binds_the_device_first_and_collectives_use_it(monkeypatch: pytest.
     monkeypatch.setattr(dist, "all_reduce", all_reduce)
     monkeypatch.setattr(dist, "broadcast_object_list", broadcast_object_list)
     monkeypatch.setattr(distributed, "_device", torch.device("cpu"))
-    gpu = torch.device("cuda", 1)
+    gpu = torch.device("cuda", 1 if torch.cuda.device_count() != 1 else 0)  # fake, or the one real GPU
     assert distributed.setup(gpu) == (1, 2)
     assert calls == [("set_device", gpu), ("init", "nccl")]  # the device is set before the group starts
     with FakeTensorMode(allow_non_fake_inputs=True):  # CUDA tensors without a GPU
@@ -141,3 +142,22 @@ def test_nccl_binds_the_device_first_and_collectives_use_it(monkeypatch: pytest.
     distributed.broadcast("x")
     assert calls[2:] == [("all_reduce", gpu), ("all_reduce", gpu), ("broadcast", gpu)]
     assert distributed.backend(torch.device("cpu")) == "gloo"
+
+
+def test_a_torchrun_group_of_one_process_starts_and_its_collectives_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``torchrun --nproc_per_node=1`` starts a real group (gloo here, nccl on a GPU), so that one process runs the
+    collectives of many; without torchrun's WORLD_SIZE nothing starts."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert distributed.setup(torch.device("cpu")) == (0, 1) and not dist.is_initialized()
+    assert distributed.describe() == ""
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    try:
+        assert distributed.setup(torch.device("cpu")) == (0, 1) and dist.is_initialized()
+        assert distributed.describe() == ", 1 process (gloo)"
+        assert distributed.all_sum(1.5, 2.0) == [1.5, 2.0] and distributed.gather("x") == ["x"]
+    finally:
+        distributed.shutdown(synchronize=True)
+    assert not dist.is_initialized()

@@ -88,6 +88,19 @@ def test_the_measurement_runs_and_is_a_ratio() -> None:
     assert 0.01 < speedup < 100
 
 
+def test_auto_gives_each_torchrun_process_its_own_gpu_and_refuses_more_processes_than_gpus(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert hardware.resolve_device("auto") == torch.device("cuda", 1)
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    with pytest.raises(NmtError, match=r"process 2 of torchrun on this machine, which has 2 GPU\(s\): start at most 2"):
+        hardware.resolve_device("auto")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert hardware.resolve_device("auto") == CPU
+
+
 def test_devices_are_checked() -> None:
     assert hardware.resolve_device("cpu") == CPU
     assert hardware.resolve_device("auto") == (torch.device("cuda", 0) if torch.cuda.is_available() else CPU)

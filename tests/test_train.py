@@ -212,9 +212,9 @@ def test_averaged_checkpoint_is_the_mean_and_translates(dates_run: tuple[Path, d
 
 def _tiny_run(run_dir: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "nmt", "train", *SMALL_DATES, "data.sizes.train=2000", "train.max_epochs=2",
-            "train.threads=1", "train.validate_every=10", "train.plot_attention=0", "train.patience=0",
-            "model.emb_size=32", "model.hidden_size=32", "model.decoder_hidden_size=48", "model.attention_size=32",
-            f"hydra.run.dir={run_dir}", *extra]
+            "train.threads=1", "train.device=cpu", "train.validate_every=10", "train.plot_attention=0",
+            "train.patience=0", "model.emb_size=32", "model.hidden_size=32", "model.decoder_hidden_size=48",
+            "model.attention_size=32", f"hydra.run.dir={run_dir}", *extra]
 
 
 @pytest.fixture(scope="module")
