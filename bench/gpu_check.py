@@ -22,7 +22,6 @@ rehearses the whole check on a CPU (gloo instead of nccl), e.g. with `--updates 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import signal
@@ -33,9 +32,11 @@ import time
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from nmt import checkpoint
 from nmt.hardware import machine
+from nmt.plot import read_metrics
 
 SHORT = 60  # updates of the resume and torchrun checks, validated every 20
 NMT = [sys.executable, "-m", "nmt"]
@@ -104,20 +105,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def records(run: Path, split: str) -> list[dict]:
-    path = run / "metrics.jsonl"
-    lines = path.read_text().splitlines() if path.exists() else []
-    return [r for r in map(json.loads, lines) if r["split"] == split]
-
-
 def row(out: Path, name: str) -> str:
     """One line of the table, from what the run left (a dash where a step did not get that far)."""
-    train = records(out / name, "train")
+    run = out / name
+    train = [r for r in read_metrics(run) if r["split"] == "train"] if (run / "metrics.jsonl").exists() else []
     if not train:
         return f"| {name} | - | - | - | - | - | - | - |"
     last = train[-1]
-    config = (out / name / "config.yaml").read_text()
-    precision = re.search(r"^\s+precision: (\w+)", config, re.MULTILINE)
     memory = f"{last['gpu_memory_mib']:.0f}" if "gpu_memory_mib" in last else "-"
     decode = mem = bleu = "-"
     log = out / f"{name}-decode.log"
@@ -126,8 +120,9 @@ def row(out: Path, name: str) -> str:
     score = out / f"{name}-score.out"
     if score.exists() and score.read_text().startswith("BLEU"):
         bleu = score.read_text().split()[1]
-    return (f"| {name} | {precision.group(1) if precision else '?'} | {last['step']} | {last['tokens_per_s']:.0f} | "
-            f"{memory} | {decode} | {mem} | {bleu} |")
+    precision = OmegaConf.load(run / "config.yaml").train.precision
+    return (f"| {name} | {precision} | {last['step']} | {last['tokens_per_s']:.0f} | {memory} | {decode} | {mem} | "
+            f"{bleu} |")
 
 
 def compare(out: Path, a: str, b: str) -> str:
