@@ -101,7 +101,8 @@ def _translate_parser(sub: argparse._SubParsersAction) -> None:
                    help="auto (a GPU when there is one, default), cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="matrix products in fp32 or bf16; auto (default): bf16 where this hardware runs it faster "
-                        "(a GPU with compute capability 8.0+, a CPU with AMX or measured AVX512-BF16), logged")
+                        "(a GPU with compute capability 8.0+; a CPU with AMX or AVX512-BF16 where a short "
+                        "measurement at this model's sizes says so), logged")
     p.add_argument("--quantize", choices=["int8"],
                    help="dynamic int8 quantization of linear and recurrent layers, CPU only (faster on CPUs with "
                         "VNNI; logged)")

@@ -1,14 +1,17 @@
 """The machine nmt runs on, and the choices that depend on it: the device, the precision of matrix products
 (``precision: auto``), the CPU threads, and what int8 quantization can offer.
 
-``auto`` precision is bf16 only where this hardware runs bf16 matrix products faster than fp32:
+``auto`` precision is bf16 only where this hardware runs *this model's* matrix products faster in bf16 than in
+fp32:
 
 - a CUDA GPU with native bf16: compute capability 8.0 or newer (Ampere, Hopper, ...);
-- a CPU with AMX (``amx_bf16``: Xeon Sapphire Rapids and later), whose bf16 tiles are many times fp32;
-- a CPU with AVX512-BF16 but no AMX, *if a short measurement says so*: the flag alone does not (a Zen 4 runs bf16
-  products at 2.7x fp32; an Intel Xeon VM that shows the flag but hides AMX at 0.6x). The measurement takes about
-  half a second and is cached in ``$NMT_CACHE/hardware.json`` (default ``~/.cache/nmt``), keyed by CPU model,
-  flags, torch version and thread count.
+- a CPU with AMX (``amx_bf16``: Xeon Sapphire Rapids and later) or AVX512-BF16, *if a short measurement at the
+  model's own sizes says so*: the flags alone do not. A Zen 4 runs bf16 products at 2.7x fp32; an Intel Xeon VM that
+  shows AVX512-BF16 but hides AMX at 0.6x; a Xeon with AMX runs a 512-wide recurrent model's products at about 2x
+  fp32 under autocast, but a 64-wide one's at half of fp32 speed (casting the weights costs more than the tiles
+  save). The measurement times the model's largest weight shapes as autocast runs them (forward and backward for
+  training, forward for decoding), takes about half a second, and is cached in ``$NMT_CACHE/hardware.json``
+  (default ``~/.cache/nmt``), keyed by CPU model, flags, torch version, thread count and those shapes.
 
 Everything else gets fp32: x86 CPUs without bf16 instructions (Cascade Lake emulates bf16 at a quarter of fp32
 speed, although torch's own "mkldnn bf16 supported" check says yes), ARM, and any CPU whose flags cannot be read
@@ -30,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from nmt import NmtError
 
@@ -128,24 +133,49 @@ def cache_file() -> Path:
     return Path(os.environ.get("NMT_CACHE") or "~/.cache/nmt").expanduser() / "hardware.json"
 
 
-def measure_bf16_speedup(threads: int, seconds: float = 0.5) -> float:
-    """bf16 over fp32 matrix-product speed on this CPU, on shapes like a recurrent model's (a batch of decoder
-    steps, an output projection); both precisions timed alternately, the best of several rounds each."""
-    shapes = [(128, 1024, 1536), (512, 512, 4096)]
-    best = {torch.float32: float("inf"), torch.bfloat16: float("inf")}
+Shape = tuple[int, int, int]  # a matrix product: rows x inputs -> outputs
+DEFAULT_SHAPES: tuple[Shape, ...] = ((128, 1024, 1536), (512, 512, 4096))  # a recurrent model's at the recipe's sizes
+Measure = Callable[[int, tuple[Shape, ...], bool], float]  # (threads, shapes, backward) -> bf16 speed-up
+ROWS = 256  # rows of the products measured for a model: a batch of decoder steps, or of beams
+
+
+def product_shapes(model: nn.Module, rows: int = ROWS, most: int = 3) -> tuple[Shape, ...]:
+    """The ``most`` largest matrix products of ``model``: one per distinct weight shape (linear and recurrent
+    weights, embeddings standing for the output projection they match), ``rows`` rows each."""
+    shapes = {tuple(p.shape) for p in model.parameters() if p.dim() == 2}
+    largest = sorted(shapes, key=lambda s: (s[0] * s[1], s), reverse=True)[:most]
+    return tuple((rows, inputs, outputs) for outputs, inputs in largest) or DEFAULT_SHAPES
+
+
+def measure_bf16_speedup(threads: int, shapes: tuple[Shape, ...] = DEFAULT_SHAPES, backward: bool = True,
+                         seconds: float = 0.5) -> float:
+    """bf16 over fp32 speed of the products ``shapes`` on this CPU, run as training runs them: fp32 weights and
+    inputs, bf16 by autocast (the weights cast at every call), forward and, with ``backward``, backward; both
+    precisions timed alternately, the best of several rounds each. The global random state is left untouched."""
+    generator = torch.Generator().manual_seed(0)
+    best = {False: float("inf"), True: float("inf")}
     with _threads(threads):
-        tensors = {dt: [(torch.randn(m, k, dtype=dt), torch.randn(k, n, dtype=dt)) for m, k, n in shapes]
-                   for dt in best}
+        pairs = [(torch.randn(m, k, generator=generator), torch.randn(n, k, generator=generator, requires_grad=True))
+                 for m, k, n in shapes]
+
+        def run(bf16: bool) -> None:
+            for x, w in pairs:
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    y = F.linear(x, w)
+                if backward:
+                    y.float().sum().backward()
+                    w.grad = None
+
         deadline = time.perf_counter() + seconds
         rounds = 0
-        while rounds < 3 or (time.perf_counter() < deadline and rounds < 50):
-            for dt, pairs in tensors.items():
-                start = time.perf_counter()
-                for x, w in pairs:
-                    x @ w
-                best[dt] = min(best[dt], time.perf_counter() - start)
-            rounds += 1
-    return best[torch.float32] / best[torch.bfloat16]
+        with torch.set_grad_enabled(backward):
+            while rounds < 3 or (time.perf_counter() < deadline and rounds < 50):
+                for bf16 in best:
+                    start = time.perf_counter()
+                    run(bf16)
+                    best[bf16] = min(best[bf16], time.perf_counter() - start)
+                rounds += 1
+    return best[False] / best[True]
 
 
 @contextlib.contextmanager
@@ -159,11 +189,14 @@ def _threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def cached_bf16_speedup(m: Machine, threads: int,
-                        measure: Callable[[int], float] = measure_bf16_speedup) -> tuple[float, bool]:
-    """The bf16 speed-up of this CPU at ``threads`` threads, measured once and cached; (speed-up, from cache)."""
+def cached_bf16_speedup(m: Machine, threads: int, shapes: tuple[Shape, ...] = DEFAULT_SHAPES, backward: bool = True,
+                        measure: Measure = measure_bf16_speedup) -> tuple[float, bool]:
+    """The bf16 speed-up of this CPU at ``threads`` threads on ``shapes`` (forward and ``backward``), measured once
+    and cached; (speed-up, from cache)."""
     flags = hashlib.sha256(" ".join(sorted(m.flags)).encode()).hexdigest()[:16]
-    key = f"{m.cpu}|flags {flags}|torch {torch.__version__}|{threads} threads"
+    products = " ".join("x".join(map(str, shape)) for shape in shapes)
+    key = (f"{m.cpu}|flags {flags}|torch {torch.__version__}|{threads} threads|"
+           f"{'forward+backward' if backward else 'forward'} {products}")
     path = cache_file()
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))
@@ -173,7 +206,7 @@ def cached_bf16_speedup(m: Machine, threads: int,
         entries = {}
     if isinstance(entries.get(key), (int, float)):
         return float(entries[key]), True
-    speedup = measure(threads)
+    speedup = measure(threads, shapes, backward)
     entries[key] = round(speedup, 3)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,14 +235,18 @@ class Precision:
 
 
 def resolve_precision(requested: str, device: torch.device, m: Machine | None = None, threads: int | None = None,
-                      measure: Callable[[int], float] = measure_bf16_speedup) -> Precision:
+                      model: nn.Module | None = None, backward: bool = True,
+                      measure: Measure = measure_bf16_speedup) -> Precision:
     """``fp32`` or ``bf16`` as asked (with a warning where bf16 is emulated), or what ``auto`` picks for ``device``
-    on machine ``m`` (this one by default; injectable, with ``measure``, for tests)."""
+    on machine ``m`` (this one by default; injectable, with ``measure``, for tests): on a CPU, by measuring the
+    products of ``model`` (training them with ``backward``, or decoding), or of a recurrent model at the recipe's
+    sizes when there is none."""
     if requested not in PRECISIONS:
         raise NmtError(f"unknown precision {requested!r}: choose {', '.join(PRECISIONS)}")
     if requested == "fp32":
         return Precision("fp32", "fp32 as requested")
-    native, why = _native_bf16(device, m or machine(), threads or torch.get_num_threads(), measure)
+    shapes = product_shapes(model) if model is not None else DEFAULT_SHAPES
+    native, why = _native_bf16(device, m or machine(), threads or torch.get_num_threads(), shapes, backward, measure)
     if requested == "bf16":
         if not native:
             log.warning("bf16 as requested, but %s: fp32 would be faster here", why)
@@ -217,8 +254,8 @@ def resolve_precision(requested: str, device: torch.device, m: Machine | None = 
     return Precision("bf16" if native else "fp32", why)
 
 
-def _native_bf16(device: torch.device, m: Machine, threads: int,
-                 measure: Callable[[int], float]) -> tuple[bool, str]:
+def _native_bf16(device: torch.device, m: Machine, threads: int, shapes: tuple[Shape, ...], backward: bool,
+                 measure: Measure) -> tuple[bool, str]:
     if device.type == "cuda":
         name, (major, minor) = m.gpus[device.index or 0] if m.gpus else ("this GPU", (0, 0))
         if major >= 8:
@@ -228,15 +265,17 @@ def _native_bf16(device: torch.device, m: Machine, threads: int,
         return False, f"no bf16 decision for device type {device.type}"
     if not m.x86:
         return False, f"{m.arch} CPU: bf16 is not known to be faster than fp32 there"
-    if "amx_bf16" in m.flags:
-        return True, f"{m.cpu} has AMX (bf16 tiles)"
-    if "avx512_bf16" not in m.flags:
+    units = " and ".join(name for flag, name in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512-BF16"))
+                         if flag in m.flags)
+    if not units:
         return False, f"{m.cpu} has no AVX512-BF16 or AMX: bf16 products are emulated"
-    speedup, cached = cached_bf16_speedup(m, threads, measure)
-    how = f"measured {speedup:.2f}x fp32{' (cached)' if cached else ''}"
+    speedup, cached = cached_bf16_speedup(m, threads, shapes, backward, measure)
+    largest = "x".join(map(str, shapes[0][1:]))
+    how = (f"its bf16 products at this model's sizes (largest {largest}, {'training' if backward else 'decoding'}) "
+           f"measured {speedup:.2f}x fp32{' (cached)' if cached else ''}")
     if speedup >= BF16_MARGIN:
-        return True, f"{m.cpu} has AVX512-BF16 and its bf16 matrix products {how}"
-    return False, f"{m.cpu} has AVX512-BF16, but its bf16 matrix products {how}"
+        return True, f"{m.cpu} has {units} and {how}"
+    return False, f"{m.cpu} has {units}, but {how}"
 
 
 def int8_engine(device: torch.device, m: Machine | None = None) -> str:

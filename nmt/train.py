@@ -394,8 +394,6 @@ class Trainer:
         tc = self.cfg.train
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", self.world))
         torch.set_num_threads(tc.threads if tc.threads > 0 else max(1, usable_cores() // local_world))
-        self.precision = self._precision(kept=requested == "auto" != tc.precision)
-        tc.precision = self.precision.name  # config.yaml records what auto chose; a resume keeps it
         torch.manual_seed(self.cfg.seed + self.rank)
         last = self.run_dir / "last.pt"
         state = checkpoint.load(last) if tc.resume and last.exists() else None
@@ -404,7 +402,7 @@ class Trainer:
             if self.progress.finished:
                 return
         self._prepare_data()
-        self._build()
+        self._build(kept_precision=requested == "auto" != tc.precision)
         if state is not None:
             self._resume(state, last)
         self.wrapped = (nn.parallel.DistributedDataParallel(self.model, device_ids=self._device_ids())
@@ -425,13 +423,14 @@ class Trainer:
         return OmegaConf.create(plain)
 
     def _precision(self, kept: bool) -> Precision:
-        """Rank 0 resolves ``train.precision`` (``auto`` may measure) and every rank uses its choice; a resumed run
-        keeps what ``auto`` chose when it started (``kept``)."""
+        """Rank 0 resolves ``train.precision`` for the model (``auto`` may measure its products) and every rank uses
+        its choice; a resumed run keeps what ``auto`` chose when it started (``kept``)."""
         if kept:
             precision = Precision(self.cfg.train.precision, f"kept from {self.run_dir / 'config.yaml'}, where "
                                                             f"train.precision=auto chose it")
         else:
-            precision = resolve_precision(self.cfg.train.precision, self.device) if self.is_main else None
+            precision = (resolve_precision(self.cfg.train.precision, self.device, model=self.model)
+                         if self.is_main else None)
             precision = distributed.broadcast(precision)
         log.info("precision %s: %s", precision.name, precision.reason)
         return precision
@@ -448,8 +447,6 @@ class Trainer:
         self.dev_src, self.dev_trg = data.as_lists(data.load_split(cfg.data, self.data_dir, "dev"))
         self.src_tok, self.trg_tok = build_tokenizers(cfg.tokenizer, self.run_dir, data.iter_texts(train_set, "src"),
                                                       data.iter_texts(train_set, "trg"))
-        if self.is_main:
-            rundir.save_config(cfg, self.run_dir)
         self.train_set, self.src_lengths, self.trg_lengths, kept = data.filter_pairs(
             data.encode(cfg.data, "train", train_set, self.src_tok, self.trg_tok), cfg.data.max_length,
             cfg.data.get("max_ratio", 0.0))
@@ -460,9 +457,13 @@ class Trainer:
             raise NmtError(f"no training pairs left in {data.describe(cfg.data, self.data_dir, 'train')} after "
                            f"filtering (data.max_length={cfg.data.max_length}, data.max_ratio={cfg.data.max_ratio})")
 
-    def _build(self) -> None:
+    def _build(self, kept_precision: bool) -> None:
         cfg, tc = self.cfg, self.cfg.train
         self.model = build_model(cfg.model, len(self.src_tok), len(self.trg_tok)).to(self.device)
+        self.precision = self._precision(kept_precision)
+        tc.precision = self.precision.name  # config.yaml records what auto chose; a resume keeps it
+        if self.is_main:
+            rundir.save_config(cfg, self.run_dir)
         log.info("model %s: %s parameters; vocabulary %d (source) / %d (target); %d training pairs; %s%s",
                  cfg.model.name, f"{count_parameters(self.model):,}", len(self.src_tok), len(self.trg_tok),
                  len(self.train_set), self.device, distributed.describe())

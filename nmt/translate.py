@@ -137,7 +137,8 @@ class Translator:
         check_decode(decode)
         self.model, self.src_tok, self.trg_tok, self.decode = model, src_tok, trg_tok, decode
         self.max_src_length, self.checkpoint_path = max_src_length, checkpoint_path
-        self.precision = precision if isinstance(precision, Precision) else resolve_precision(precision, self.device)
+        self.precision = (precision if isinstance(precision, Precision) else
+                          resolve_precision(precision, self.device, model=model, backward=False))
 
     @classmethod
     def from_run(cls, run_dir: str | Path, checkpoint_name: str = "best.pt", quantize: str | None = None,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from nmt import NmtError, hardware
 from nmt.hardware import Machine, resolve_precision
@@ -23,8 +24,17 @@ GRAVITON = Machine("Neoverse-V1", "aarch64", "Linux", frozenset({"fp", "asimd", 
 UNKNOWN = Machine("unknown", "unknown", "Windows", frozenset(), 2)
 
 
-def never(threads: int) -> float:
+def never(threads: int, shapes: tuple, backward: bool) -> float:
     raise AssertionError("no measurement expected here")
+
+
+def measured(speedup: float, calls: list | None = None) -> hardware.Measure:
+    """A measurement that finds ``speedup`` and records what it was asked to time."""
+    def measure(threads: int, shapes: tuple, backward: bool) -> float:
+        if calls is not None:
+            calls.append((threads, shapes, backward))
+        return speedup
+    return measure
 
 
 @pytest.fixture(autouse=True)
@@ -32,33 +42,52 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NMT_CACHE", str(tmp_path))
 
 
-@pytest.mark.parametrize(("machine", "expected"), [(CASCADE_LAKE, "fp32"), (SAPPHIRE_RAPIDS, "bf16"),
-                                                   (GRAVITON, "fp32"), (UNKNOWN, "fp32")],
-                         ids=["cascade-lake", "sapphire-rapids", "arm", "unknown"])
-def test_auto_by_capability(machine: Machine, expected: str) -> None:
+@pytest.mark.parametrize("machine", [CASCADE_LAKE, GRAVITON, UNKNOWN], ids=["cascade-lake", "arm", "unknown"])
+def test_auto_is_fp32_without_bf16_units_and_measures_nothing(machine: Machine) -> None:
     precision = resolve_precision("auto", CPU, machine, threads=2, measure=never)
-    assert precision.name == expected
+    assert precision.name == "fp32"
     assert machine.cpu in precision.reason or machine.arch in precision.reason
 
 
-def test_auto_measures_where_the_flag_alone_does_not_tell() -> None:
-    """AVX512-BF16 without AMX: a Zen 4 runs bf16 at 2.7x fp32, an Intel VM that hides AMX at 0.56x (both measured
+def test_auto_measures_where_the_flags_alone_do_not_tell() -> None:
+    """AVX512-BF16 or AMX: a Zen 4 runs bf16 at 2.7x fp32, an Intel VM that hides AMX at 0.56x (both measured
     on the machines of this project); the measurement decides, and is cached per CPU, flags, torch and threads."""
-    calls = []
-
-    def zen4(threads: int) -> float:
-        calls.append(threads)
-        return 2.7
-
-    fast = resolve_precision("auto", CPU, ZEN4, threads=2, measure=zen4)
-    assert fast.name == "bf16" and "measured 2.70x fp32" in fast.reason
+    calls: list = []
+    fast = resolve_precision("auto", CPU, ZEN4, threads=2, measure=measured(2.7, calls))
+    assert fast.name == "bf16" and "measured 2.70x fp32" in fast.reason and "AVX512-BF16" in fast.reason
     again = resolve_precision("auto", CPU, ZEN4, threads=2, measure=never)
     assert again.name == "bf16" and "(cached)" in again.reason
-    assert resolve_precision("auto", CPU, ZEN4, threads=1, measure=zen4).name == "bf16"
-    assert calls == [2, 1]  # another thread count is another measurement
+    assert resolve_precision("auto", CPU, ZEN4, threads=1, measure=measured(2.7, calls)).name == "bf16"
+    assert [threads for threads, _, _ in calls] == [2, 1]  # another thread count is another measurement
     vm = Machine("Intel(R) Xeon(R) Processor", "x86_64", "Linux", frozenset(COMMON | {"avx512f", "avx512_bf16"}), 2)
-    slow = resolve_precision("auto", CPU, vm, threads=2, measure=lambda threads: 0.56)
+    slow = resolve_precision("auto", CPU, vm, threads=2, measure=measured(0.56))
     assert slow.name == "fp32" and "measured 0.56x fp32" in slow.reason
+    amx = resolve_precision("auto", CPU, SAPPHIRE_RAPIDS, threads=2, measure=measured(2.0))
+    assert amx.name == "bf16" and "has AMX and AVX512-BF16" in amx.reason
+
+
+def test_auto_measures_the_model_s_own_products_for_training_and_for_decoding() -> None:
+    """On a CPU with AMX, a model of the recipe's width gains from bf16 while a toy one loses (casting the weights
+    at every call costs more than the tiles save): the model's largest weight shapes are what is timed, forward
+    and backward for training, forward only for decoding, each cached under its own key."""
+    wide = nn.Sequential(nn.Embedding(8000, 256), nn.Linear(512, 8000), nn.GRU(768, 512), nn.Linear(512, 256))
+    toy = nn.Sequential(nn.Embedding(300, 64), nn.Linear(128, 300), nn.GRU(64, 64))
+    assert hardware.product_shapes(wide) == ((256, 512, 8000), (256, 256, 8000), (256, 768, 1536))
+    assert hardware.product_shapes(toy) == ((256, 128, 300), (256, 64, 300), (256, 64, 192))
+    calls: list = []
+
+    def amx(threads: int, shapes: tuple, backward: bool) -> float:
+        calls.append((shapes, backward))
+        return 2.0 if shapes[0][2] >= 8000 else 0.8
+
+    trained = resolve_precision("auto", CPU, SAPPHIRE_RAPIDS, threads=2, model=wide, measure=amx)
+    assert trained.name == "bf16" and "largest 512x8000, training" in trained.reason
+    assert resolve_precision("auto", CPU, SAPPHIRE_RAPIDS, threads=2, model=toy, measure=amx).name == "fp32"
+    decoded = resolve_precision("auto", CPU, SAPPHIRE_RAPIDS, threads=2, model=wide, backward=False, measure=amx)
+    assert decoded.name == "bf16" and "decoding" in decoded.reason and "(cached)" not in decoded.reason
+    assert calls == [(hardware.product_shapes(wide), True), (hardware.product_shapes(toy), True),
+                     (hardware.product_shapes(wide), False)]
+    assert "(cached)" in resolve_precision("auto", CPU, SAPPHIRE_RAPIDS, threads=2, model=toy, measure=never).reason
 
 
 def test_explicit_precisions_are_kept_and_emulated_bf16_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
@@ -83,9 +112,16 @@ def test_this_machine_is_described_and_never_crashes() -> None:
     assert resolve_precision("auto", CPU).name in ("fp32", "bf16")
 
 
-def test_the_measurement_runs_and_is_a_ratio() -> None:
-    speedup = hardware.measure_bf16_speedup(threads=1, seconds=0.05)
-    assert 0.01 < speedup < 100
+def test_the_measurement_runs_is_a_ratio_and_leaves_the_random_state_alone() -> None:
+    """Training measures after seeding, just before the model's first update: the global random state must be
+    what it would be without the measurement (or a cached and a measured run would start differently)."""
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    for backward in (True, False):
+        speedup = hardware.measure_bf16_speedup(1, ((64, 128, 384),), backward, seconds=0.05)
+        assert 0.01 < speedup < 100
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_auto_gives_each_torchrun_process_its_own_gpu_and_refuses_more_processes_than_gpus(

@@ -103,7 +103,7 @@ def test_bf16_translation_agrees_with_fp32(dates_run: tuple[Path, dict]) -> None
 
 def test_precision_and_device_are_resolved(dates_run: tuple[Path, dict]) -> None:
     auto = Translator.from_run(dates_run[0], precision="auto", device="auto")
-    expected = resolve_precision("auto", auto.device)
+    expected = resolve_precision("auto", auto.device, model=auto.model, backward=False)  # decoding this model
     assert isinstance(auto.precision, Precision) and auto.precision == expected and auto.precision.reason
     assert auto.device == resolve_device("auto")
     chosen = Precision("bf16", "chosen by the caller")
