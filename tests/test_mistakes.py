@@ -368,7 +368,7 @@ def test_ctrl_c_writes_the_translated_prefix_and_exits_130(dates_run: tuple[Path
         process.kill()
         process.wait()
     out = stdout.decode().splitlines()
-    assert process.returncode == 130
+    assert process.returncode == 130, f"exit {process.returncode} after {len(out)} lines; stderr: {err.decode()}"
     assert 1000 <= len(out) < len(lines) and out == expected[: len(out)]
     errors = [line for line in err.decode().splitlines() if not LOG_LINE.match(line)]
     assert errors == [f"nmt translate: interrupted: stopped after translating and writing the first {len(out):,} "
