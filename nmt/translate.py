@@ -407,11 +407,12 @@ def translate_chunks(translator: Translator, chunks: Iterable[list[str]], out: T
             texts = [" ".join(line.split()) for line in chunk]
             keep = [i for i, t in enumerate(texts) if t]
             results: list[Translation | None] = [None] * len(chunk)
+            interrupted = False  # Ctrl-C may come after the chunk's last sentence: it still stops the stream
             try:
                 done = translator.translate([texts[i] for i in keep], [f"{name}:{count + i + 1}" for i in keep]) \
                     if keep else []
             except PartialTranslation as e:
-                done = e.done
+                done, interrupted = e.done, True
             for i, t in zip(keep, done, strict=True):
                 results[i] = t
             ready = next((i for i, t in enumerate(results) if t is None and texts[i]), len(chunk))
@@ -422,7 +423,7 @@ def translate_chunks(translator: Translator, chunks: Iterable[list[str]], out: T
                     _write(alignments, "".join((t.alignment if t else "") + "\n" for t in results[:ready]))
                 count += ready
             bar.update(ready)
-            if ready < len(chunk):
+            if interrupted:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
         raise StreamInterrupted(count) from None

@@ -8,6 +8,7 @@ format of stderr.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from nmt import NmtError, checkpoint
 from nmt.cli import main
 from nmt.data import encode, load_split
 from nmt.tokenizer import Tokenizer
-from nmt.translate import Translator
+from nmt.translate import PartialTranslation, StreamInterrupted, Translator, translate_chunks
 
 LOG_LINE = re.compile(r"\d\d:\d\d:\d\d (DEBUG|INFO|WARNING) nmt[\w.]*: \S")  # nmt.LOG_FORMAT (cli.main sets it)
 
@@ -373,6 +374,23 @@ def test_ctrl_c_writes_the_translated_prefix_and_exits_130(dates_run: tuple[Path
     errors = [line for line in err.decode().splitlines() if not LOG_LINE.match(line)]
     assert errors == [f"nmt translate: interrupted: stopped after translating and writing the first {len(out):,} "
                       f"lines"]
+
+
+def test_ctrl_c_after_a_chunk_s_last_sentence_still_stops_the_stream(dates_run: tuple[Path, dict]) -> None:
+    """Ctrl-C that lands after the search of a chunk's last sentence (PartialTranslation with every sentence done)
+    writes the whole chunk and stops there, instead of being lost (it once let a run go on to the end, exit 0)."""
+    class InterruptedAtTheEnd(Translator):
+        def translate(self, sentences: list[str], names: list[str] | None = None) -> list:
+            raise PartialTranslation(super().translate(sentences, names))
+
+    plain = Translator.from_run(dates_run[0])
+    translator = InterruptedAtTheEnd(plain.model, plain.src_tok, plain.trg_tok, plain.decode, plain.max_src_length)
+    sources = (dates_run[0] / "data" / "test.txt").read_text(encoding="utf-8").splitlines()[:6]
+    out = io.StringIO()
+    with pytest.raises(StreamInterrupted) as stopped:
+        translate_chunks(translator, [sources[:3], sources[3:]], out, "input", progress=False)
+    assert stopped.value.lines == 3
+    assert out.getvalue().splitlines() == [t.text for t in plain.translate(sources[:3])]
 
 
 # --- stderr holds nmt's log lines only --------------------------------------------------------------------------
