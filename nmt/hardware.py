@@ -245,8 +245,7 @@ def resolve_precision(requested: str, device: torch.device, m: Machine | None = 
         raise NmtError(f"unknown precision {requested!r}: choose {', '.join(PRECISIONS)}")
     if requested == "fp32":
         return Precision("fp32", "fp32 as requested")
-    shapes = product_shapes(model) if model is not None else DEFAULT_SHAPES
-    native, why = _native_bf16(device, m or machine(), threads or torch.get_num_threads(), shapes, backward, measure)
+    native, why = _native_bf16(device, m or machine(), threads or torch.get_num_threads(), model, backward, measure)
     if requested == "bf16":
         if not native:
             log.warning("bf16 as requested, but %s: fp32 would be faster here", why)
@@ -254,7 +253,7 @@ def resolve_precision(requested: str, device: torch.device, m: Machine | None = 
     return Precision("bf16" if native else "fp32", why)
 
 
-def _native_bf16(device: torch.device, m: Machine, threads: int, shapes: tuple[Shape, ...], backward: bool,
+def _native_bf16(device: torch.device, m: Machine, threads: int, model: nn.Module | None, backward: bool,
                  measure: Measure) -> tuple[bool, str]:
     if device.type == "cuda":
         name, (major, minor) = m.gpus[device.index or 0] if m.gpus else ("this GPU", (0, 0))
@@ -269,6 +268,7 @@ def _native_bf16(device: torch.device, m: Machine, threads: int, shapes: tuple[S
                          if flag in m.flags)
     if not units:
         return False, f"{m.cpu} has no AVX512-BF16 or AMX: bf16 products are emulated"
+    shapes = product_shapes(model) if model is not None else DEFAULT_SHAPES  # only where there is something to time
     speedup, cached = cached_bf16_speedup(m, threads, shapes, backward, measure)
     largest = "x".join(map(str, shapes[0][1:]))
     how = (f"its bf16 products at this model's sizes (largest {largest}, {'training' if backward else 'decoding'}) "
