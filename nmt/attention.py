@@ -2,7 +2,9 @@
 
 Every attention module turns scores e_ij into weights a_ij = softmax_j(e_ij), masked so that padding gets
 exactly zero weight, and returns the context c_i = sum_j a_ij h_j. Whatever depends only on the source (the
-key projection U h_j) is computed once per sentence in ``precompute``, not once per step.
+key projection U h_j) is computed once per sentence in ``precompute``, not once per step, and the hypotheses of
+a beam share it: the queries come as k consecutive rows per sentence of ``enc`` (k = 1 under teacher forcing and
+in greedy search), and each group of k reads its sentence's annotations.
 """
 
 from __future__ import annotations
@@ -30,14 +32,20 @@ class Attention(nn.Module):
         return {}
 
     def forward(self, query: Tensor, enc: Encoded, linear: Linear = plain) -> tuple[Tensor, Tensor | None]:
-        """Query [B, Q] -> (context c_i [B, M], weights a_i [B, S] or None); ``linear`` computes the query's
-        projection (``nmt.stepwise``)."""
+        """Queries [N * k, Q] of the N sentences of ``enc`` -> (context c_i [N * k, M], weights a_i [N * k, S] or
+        None); ``linear`` computes the query's projection (``nmt.stepwise``)."""
         raise NotImplementedError
 
 
-def _read(weights: Tensor, memory: Tensor) -> Tensor:
-    """c_i = sum_j a_ij h_j, as one batched matrix product."""
-    return torch.bmm(weights.unsqueeze(1), memory).squeeze(1)
+def _grouped(query: Tensor, enc: Encoded) -> Tensor:
+    """Queries [N * k, Q] -> [N, k, Q]: the k hypotheses of each of the N sentences of ``enc``."""
+    return query.view(enc["mask"].size(0), -1, query.size(-1))
+
+
+def _read(weights: Tensor, enc: Encoded) -> tuple[Tensor, Tensor]:
+    """c_i = sum_j a_ij h_j, one batched product per sentence for its k queries: weights [N, k, S] ->
+    (contexts [N * k, M], weights [N * k, S])."""
+    return torch.bmm(weights, enc["memory"]).flatten(0, 1), weights.flatten(0, 1)
 
 
 class BahdanauAttention(Attention):
@@ -53,9 +61,8 @@ class BahdanauAttention(Attention):
         return {"keys": self.U(memory)}
 
     def forward(self, query: Tensor, enc: Encoded, linear: Linear = plain) -> tuple[Tensor, Tensor | None]:
-        e = self.v(torch.tanh(linear(query, self.W).unsqueeze(1) + enc["keys"])).squeeze(-1)
-        a = masked_softmax(e, enc["mask"])
-        return _read(a, enc["memory"]), a
+        e = self.v(torch.tanh(_grouped(linear(query, self.W), enc).unsqueeze(2) + enc["keys"].unsqueeze(1)))
+        return _read(masked_softmax(e.squeeze(-1), enc["mask"].unsqueeze(1)), enc)
 
 
 class LuongAttention(Attention):
@@ -78,9 +85,8 @@ class LuongAttention(Attention):
         return {"keys": memory if self.W_a is None else self.W_a(memory)}
 
     def forward(self, query: Tensor, enc: Encoded, linear: Linear = plain) -> tuple[Tensor, Tensor | None]:
-        e = torch.bmm(enc["keys"], query.unsqueeze(-1)).squeeze(-1)
-        a = masked_softmax(e, enc["mask"])
-        return _read(a, enc["memory"]), a
+        e = torch.bmm(_grouped(query, enc), enc["keys"].transpose(1, 2))
+        return _read(masked_softmax(e, enc["mask"].unsqueeze(1)), enc)
 
 
 class FixedContext(Attention):
@@ -93,7 +99,8 @@ class FixedContext(Attention):
         return {"summary": final}
 
     def forward(self, query: Tensor, enc: Encoded, linear: Linear = plain) -> tuple[Tensor, Tensor | None]:
-        return enc["summary"], None
+        summary = enc["summary"]
+        return summary.repeat_interleave(query.size(0) // summary.size(0), 0), None
 
 
 def build_attention(kind: str, query_size: int, memory_size: int, attention_size: int) -> Attention:

@@ -3,7 +3,9 @@
 Every model offers:
 - ``encode(src, src_mask)``: run the encoder once per sentence; returns a dict of batch-first tensors;
 - ``init_state(enc)``: the decoder's first state, a dict of batch-first tensors;
-- ``step(prev, enc, state)``: one decoding step from the previous target token -> log-probabilities;
+- ``step(prev, enc, state)``: one decoding step from the previous target token -> log-probabilities; ``enc`` has
+  one row per sentence, ``prev`` and ``state`` k consecutive rows per sentence (its hypotheses: k = 1 in greedy
+  search, the beam size in beam search), which share the sentence's encoder output;
 - ``forward(src, src_mask, trg_in, scored=None)``: teacher-forced logits for all target positions at once (or,
   for the loss, only for the positions ``scored`` marks: no output projection for padding).
 Because ``enc`` and ``state`` are dicts of batch-first tensors, search can expand and reorder them for beams

@@ -135,17 +135,15 @@ def beam_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Te
     if stop not in STOPS:
         raise ValueError(f"stop must be one of {', '.join(STOPS)}, got {stop!r}")
     batch, k, device = src.size(0), beam_size, src.device
-    enc = model.encode(src, src_mask)
-    rows = torch.arange(batch, device=device).repeat_interleave(k)
-    enc, state = select(enc, rows), select(model.init_state(enc), rows)
-    sentence = torch.arange(batch, device=device)  # the batch sentence of each group of k rows still searching
+    enc = model.encode(src, src_mask)  # one row per sentence, shared by its beams
+    state = model.init_state(enc)
+    sentence = torch.arange(batch, device=device)  # the batch sentence of each group of rows still searching
     src_lengths = src_mask.sum(1).tolist()
-    # Beam 0 of each sentence starts alone: the others start at -inf, so the first step expands one beam.
-    scores = torch.full((batch, k), float("-inf"), device=device)
-    scores[:, 0] = 0.0
-    prev = torch.full((batch * k,), BOS, dtype=torch.long, device=device)
-    history = torch.empty(batch * k, 0, dtype=torch.long, device=device)
-    token_scores = torch.empty(batch * k, 0, device=device)
+    # Each sentence starts with one hypothesis (BOS), and has k from the first step on.
+    scores = torch.zeros(batch, 1, device=device)
+    prev = torch.full((batch,), BOS, dtype=torch.long, device=device)
+    history = torch.empty(batch, 0, dtype=torch.long, device=device)
+    token_scores = torch.empty(batch, 0, device=device)
     attention: Tensor | None = None
     finished: list[list[tuple[float, Hypothesis]]] = [[] for _ in range(batch)]
     kth_best = torch.full((batch,), float("-inf"), device=device)  # nbest-th finished score so far
@@ -153,10 +151,10 @@ def beam_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Te
     reachable = length_penalty(max_lengths.float(), alpha)  # the largest length penalty a sentence can get
     nan = torch.zeros((), dtype=torch.bool, device=device)
     for i in range(int(max_lengths.max())):
-        n = sentence.size(0)
+        n, beams = scores.shape
         log_probs, a, state = model.step(prev, enc, state)
         vocab = log_probs.size(1)
-        at_limit = (i + 1 >= max_lengths[sentence]).repeat_interleave(k)
+        at_limit = (i + 1 >= max_lengths[sentence]).repeat_interleave(beams)
         if i < min_length:
             log_probs[:, EOS].masked_fill_(~at_limit, float("-inf"))
         block_repeated_ngrams(log_probs, history, no_repeat_ngram)
@@ -164,10 +162,10 @@ def beam_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Te
         if a is not None:
             attention = a.unsqueeze(1) if attention is None else torch.cat([attention, a.unsqueeze(1)], 1)
 
-        candidates = (scores.view(-1, 1) + log_probs).view(n, k * vocab)
-        cand_scores, cand_index = candidates.topk(min(2 * k, k * vocab), dim=1)
+        candidates = (scores.view(-1, 1) + log_probs).view(n, beams * vocab)
+        cand_scores, cand_index = candidates.topk(min(2 * k, beams * vocab), dim=1)
         nan |= cand_scores[:, 0].isnan().any()  # topk ranks NaN first: a sentence with any NaN shows it here
-        cand_rows = torch.arange(n, device=device).unsqueeze(1) * k + cand_index // vocab
+        cand_rows = torch.arange(n, device=device).unsqueeze(1) * beams + cand_index // vocab
         cand_token = cand_index % vocab
         valid = torch.isfinite(cand_scores)
         is_eos = valid & (cand_token == EOS)
@@ -197,9 +195,9 @@ def beam_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Te
             break
         if not searching.all():
             keep = searching.nonzero().flatten()
-            rows = rows.view(n, k)[keep].view(-1)
-            prev, scores, sentence = prev.view(n, k)[keep].view(-1), scores[keep], sentence[keep]
-            enc = select(enc, (keep.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1))
+            rows = rows.view(n, -1)[keep].view(-1)
+            prev, scores, sentence = prev.view(n, -1)[keep].view(-1), scores[keep], sentence[keep]
+            enc = select(enc, keep)
         history = torch.cat([history[rows], prev.unsqueeze(1)], 1)
         token_scores = torch.cat([token_scores[rows], log_probs[rows, prev].unsqueeze(1)], 1)
         attention = attention[rows] if attention is not None else None

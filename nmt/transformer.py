@@ -13,10 +13,11 @@ output, FFN. Source padding is masked in the encoder's self-attention and in the
 padding (always after the real tokens) is hidden from real positions by the causal mask.
 
 Decoding one position at a time keeps a key/value cache, so ``step`` costs one position, not the prefix:
-- ``enc``:   "mask" [B, S]; "ck{l}", "cv{l}" [B, heads, S, d_k]: the cross-attention keys and values of
-             decoder layer l, projected from the encoder output once per sentence;
-- ``state``: "pos" [B] (the position being decoded); "k{l}", "v{l}" [B, heads, t, d_k]: the self-attention
-             keys and values of the t positions decoded so far, one more after each step.
+- ``enc``:   "mask" [N, S]; "ck{l}", "cv{l}" [N, heads, S, d_k]: the cross-attention keys and values of
+             decoder layer l, projected from the encoder output once per sentence and shared by its beams;
+- ``state``: "pos" [N * k] (the position being decoded); "k{l}", "v{l}" [N * k, heads, t, d_k]: the
+             self-attention keys and values of the t positions decoded so far, one more after each step, for the
+             k hypotheses of each sentence (consecutive rows).
 
 The attention that ``step`` and ``forward`` return is the last decoder layer's cross-attention averaged over
 heads; ``forward(..., return_all_attention=True)`` returns every layer's and head's instead.
@@ -139,7 +140,8 @@ class DecoderLayer(Layer):
 
     def forward(self, x: Tensor, memory_kv: tuple[Tensor, Tensor], mask: Tensor,
                 cache: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor]]:
-        """Targets x [B, T, d_model] -> output, cross-attention [B, heads, T, S], self-attention keys/values.
+        """Targets x [N * k, T, d_model] (k hypotheses per sentence of ``memory_kv``) -> output, cross-attention
+        [N * k, heads, T, S], self-attention keys/values.
 
         ``cache`` None: all positions at once under the causal mask. Otherwise the keys/values of the earlier
         positions, to which this step's (T = 1) are appended.
@@ -149,8 +151,12 @@ class DecoderLayer(Layer):
         if cache is not None:
             k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)
         x = self.leave(0, x, self.self_attn(h, k, v, causal=cache is None)[0])
-        out, weights = self.cross_attn(self.enter(1, x), *memory_kv, mask=mask, need_weights=True)
-        return self.feed_forward(self.leave(1, x, out)), weights, (k, v)
+        # The k hypotheses of a sentence (k consecutive rows of x) query its memory as k * T positions of one row.
+        sentences, length = memory_kv[0].size(0), x.size(1)
+        out, weights = self.cross_attn(self.enter(1, x).reshape(sentences, -1, x.size(2)), *memory_kv, mask=mask,
+                                       need_weights=True)
+        weights = weights.unflatten(2, (-1, length)).transpose(1, 2).flatten(0, 1)
+        return self.feed_forward(self.leave(1, x, out.reshape(x.shape))), weights, (k, v)
 
 
 class TransformerSeq2Seq(nn.Module):

@@ -17,6 +17,7 @@ from nmt.search import (
     max_output_lengths,
 )
 from nmt.tokenizer import EOS
+from nmt.transformer import TransformerSeq2Seq
 from nmt.translate import Translator
 from tests.test_model import small_model
 
@@ -71,6 +72,20 @@ def test_reported_score_is_the_teacher_forced_log_probability(beam: int) -> None
             assert hyp.score == pytest.approx(teacher_forced_log_prob(model, src, hyp.tokens), abs=1e-4)
             assert hyp.score == pytest.approx(sum(hyp.token_scores), abs=1e-4)
             assert hyp.attention.shape == (len(hyp.tokens) + 1, len(src) + 1)
+
+
+@pytest.mark.parametrize("options", [{"attention": "luong_general"}, {"attention": "luong_dot", "hidden_size": 7},
+                                     {"attention": "none"}, {"arch": "transformer"}])
+def test_every_design_s_beams_score_what_teacher_forcing_scores(options: dict) -> None:
+    """The k hypotheses of a sentence share its encoder output (one row per sentence): each attention (and the
+    Transformer's cross-attention) must read its own sentence's, as teacher forcing does."""
+    if options.get("arch") == "transformer":
+        model = TransformerSeq2Seq(23, 23, num_layers=2, d_model=16, num_heads=4, ff_size=32, dropout=0.0).eval()
+    else:
+        model = small_model(**options)
+    for src, hyps in zip(SOURCES, _search(model, SOURCES, 4, nbest=4), strict=True):
+        for hyp in hyps:
+            assert hyp.score == pytest.approx(teacher_forced_log_prob(model, src, hyp.tokens), abs=1e-4)
 
 
 def test_wider_beam_never_finds_a_worse_best_score() -> None:
@@ -211,3 +226,25 @@ def test_stopping_once_beam_size_hypotheses_finished(dates_model: tuple, dates_r
         assert alone[0].tokens == in_batch[0].tokens
     with pytest.raises(ValueError, match="stop"):
         _search(translator.model, sources[:1], 5, stop="early")
+
+
+class _RecordingRows(_CountingSteps):
+    """Records, at every step, the rows of the encoder output and of the hypotheses."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__(model)
+        self.seen: list[tuple[int, int]] = []
+
+    def step(self, prev: torch.Tensor, enc: dict, state: dict) -> tuple:
+        self.seen.append((enc["memory"].size(0), prev.size(0)))
+        return super().step(prev, enc, state)
+
+
+def test_the_encoder_output_has_one_row_per_searching_sentence() -> None:
+    """Beams share their sentence's encoder output: ``enc`` holds one row per sentence still searching, the
+    hypotheses k rows per sentence (one before the first step, when each sentence has only BOS)."""
+    model = _RecordingRows(small_model())
+    _search(model, SOURCES, 3)
+    assert model.seen[0] == (len(SOURCES), len(SOURCES))
+    assert all(rows == 3 * sentences for sentences, rows in model.seen[1:])
+    assert model.seen[-1][0] < len(SOURCES)  # finished sentences left the batch, with their encoder output
