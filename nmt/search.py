@@ -162,7 +162,8 @@ def beam_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Te
         if a is not None:
             attention = a.unsqueeze(1) if attention is None else torch.cat([attention, a.unsqueeze(1)], 1)
 
-        candidates = (scores.view(-1, 1) + log_probs).view(n, beams * vocab)
+        parent = scores.view(-1)
+        candidates = log_probs.add_(parent.unsqueeze(1)).view(n, beams * vocab)  # s + log p(y), in place
         cand_scores, cand_index = candidates.topk(min(2 * k, beams * vocab), dim=1)
         nan |= cand_scores[:, 0].isnan().any()  # topk ranks NaN first: a sentence with any NaN shows it here
         cand_rows = torch.arange(n, device=device).unsqueeze(1) * beams + cand_index // vocab
@@ -173,7 +174,7 @@ def beam_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Te
         # Finished: an EOS among the k best candidates.
         for b, c in (is_eos[:, :k]).nonzero().tolist():
             row, score, s = int(cand_rows[b, c]), float(cand_scores[b, c]), int(sentence[b])
-            hyp = Hypothesis(history[row].tolist(), score, [*token_scores[row].tolist(), float(log_probs[row, EOS])],
+            hyp = Hypothesis(history[row].tolist(), score, [*token_scores[row].tolist(), score - float(parent[row])],
                              attention[row, :, : src_lengths[s]].cpu() if attention is not None else None)
             finished[s].append((score / length_penalty(history.size(1) + 1, alpha), hyp))
             if len(finished[s]) >= enough:  # stop="beams": no live beam may continue this sentence
@@ -199,7 +200,7 @@ def beam_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Te
             prev, scores, sentence = prev.view(n, -1)[keep].view(-1), scores[keep], sentence[keep]
             enc = select(enc, keep)
         history = torch.cat([history[rows], prev.unsqueeze(1)], 1)
-        token_scores = torch.cat([token_scores[rows], log_probs[rows, prev].unsqueeze(1)], 1)
+        token_scores = torch.cat([token_scores[rows], (scores.view(-1) - parent[rows]).unsqueeze(1)], 1)
         attention = attention[rows] if attention is not None else None
         state = select(state, rows)
     if nan:
