@@ -244,7 +244,8 @@ def test_the_encoder_output_has_one_row_per_searching_sentence() -> None:
     """Beams share their sentence's encoder output: ``enc`` holds one row per sentence still searching, the
     hypotheses k rows per sentence (one before the first step, when each sentence has only BOS)."""
     model = _RecordingRows(small_model())
-    _search(model, SOURCES, 3)
-    assert model.seen[0] == (len(SOURCES), len(SOURCES))
-    assert all(rows == 3 * sentences for sentences, rows in model.seen[1:])
-    assert model.seen[-1][0] < len(SOURCES)  # finished sentences left the batch, with their encoder output
+    _search(model, SOURCES, 3, min_length=100)  # no EOS before its maximum length: each sentence runs to it
+    lengths = max_output_lengths(make_batch(SOURCES).src_mask, 1.5, 5).tolist()
+    searching = [sum(length > i for length in lengths) for i in range(max(lengths))]
+    assert [sentences for sentences, _ in model.seen] == searching  # the others left, with their encoder output
+    assert [rows for _, rows in model.seen] == [len(SOURCES)] + [3 * n for n in searching[1:]]
