@@ -99,8 +99,8 @@ class FixedContext(Attention):
         return {"summary": final}
 
     def forward(self, query: Tensor, enc: Encoded, linear: Linear = plain) -> tuple[Tensor, Tensor | None]:
-        summary = enc["summary"]
-        return summary.repeat_interleave(query.size(0) // summary.size(0), 0), None
+        summary = enc["summary"]  # one row per sentence: a view for its k queries (a copy only for k > 1)
+        return summary.unsqueeze(1).expand(-1, query.size(0) // summary.size(0), -1).flatten(0, 1), None
 
 
 def build_attention(kind: str, query_size: int, memory_size: int, attention_size: int) -> Attention:

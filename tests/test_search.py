@@ -17,9 +17,9 @@ from nmt.search import (
     max_output_lengths,
 )
 from nmt.tokenizer import EOS
-from nmt.transformer import TransformerSeq2Seq
 from nmt.translate import Translator
 from tests.test_model import small_model
+from tests.test_transformer import small_model as small_transformer
 
 
 def teacher_forced_log_prob(model: torch.nn.Module, src: list[int], tokens: list[int]) -> float:
@@ -79,10 +79,7 @@ def test_reported_score_is_the_teacher_forced_log_probability(beam: int) -> None
 def test_every_design_s_beams_score_what_teacher_forcing_scores(options: dict) -> None:
     """The k hypotheses of a sentence share its encoder output (one row per sentence): each attention (and the
     Transformer's cross-attention) must read its own sentence's, as teacher forcing does."""
-    if options.get("arch") == "transformer":
-        model = TransformerSeq2Seq(23, 23, num_layers=2, d_model=16, num_heads=4, ff_size=32, dropout=0.0).eval()
-    else:
-        model = small_model(**options)
+    model = small_transformer() if options.get("arch") == "transformer" else small_model(**options)
     for src, hyps in zip(SOURCES, _search(model, SOURCES, 4, nbest=4), strict=True):
         for hyp in hyps:
             assert hyp.score == pytest.approx(teacher_forced_log_prob(model, src, hyp.tokens), abs=1e-4)
