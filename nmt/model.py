@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from nmt.attention import Encoded, build_attention
 from nmt.decoder import RecurrentDecoder, State
 from nmt.encoder import RecurrentEncoder
+from nmt.hardware import project_rows
 from nmt.tokenizer import PAD
 from nmt.transformer import TransformerSeq2Seq
 
@@ -81,7 +82,7 @@ class RecurrentSeq2Seq(nn.Module):
         enc = self.encode(src, src_mask)
         t, attention, _ = self.decoder(self.dropout(self.trg_embed(trg_in)), enc, self.init_state(enc))
         t = self.dropout(t)
-        return self.output(t if scored is None else t[scored]), attention
+        return (self.output(t) if scored is None else project_rows(self.output, t[scored])), attention
 
 
 def build_model(cfg: DictConfig, src_vocab: int, trg_vocab: int) -> nn.Module:

@@ -9,7 +9,8 @@ the weight it computes
     dL/dW = sum_i g_i^T x_i = G^T X        (G, X: the g_i and x_i of all steps, stacked)
 
 as one large product. The input gradients g_i W are computed per step as usual. The sum is the same; only the
-order of additions differs (float rounding).
+order of additions differs (float rounding). Under autocast each weight is cast to bf16 once per pass: autocast
+caches the casts of parameters only, and a tapped weight is not one, so it would be cast again at every step.
 """
 
 from __future__ import annotations
@@ -91,7 +92,11 @@ class StepProducts:
             return F.linear(x, weight, bias)
         if id(weight) not in self._taps:  # the tap is made at the first use, kept (with the weight) for the pass
             record = _Record()
-            self._taps[id(weight)] = (weight, _Tap.apply(weight, record), record)
+            tapped = _Tap.apply(weight, record)
+            device = x.device.type
+            if torch.is_autocast_enabled(device):  # cast once per pass, not at every step
+                tapped = tapped.to(torch.get_autocast_dtype(device))
+            self._taps[id(weight)] = (weight, tapped, record)
         _, tapped, record = self._taps[id(weight)]
         out = _StepProduct.apply(x, tapped, record)
         return out if bias is None else out + bias

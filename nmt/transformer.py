@@ -33,6 +33,7 @@ from torch.nn import functional as F
 
 from nmt.attention import Encoded
 from nmt.decoder import State
+from nmt.hardware import project_rows
 from nmt.tokenizer import PAD
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
@@ -249,7 +250,7 @@ class TransformerSeq2Seq(nn.Module):
             x, a, (caches[f"k{i}"], caches[f"v{i}"]) = layer(x, (enc[f"ck{i}"], enc[f"cv{i}"]), mask, cache)
             weights.append(a)
         x = self.decoder_norm(x)
-        return self.output(x if scored is None else x[scored]), weights, caches
+        return (self.output(x) if scored is None else project_rows(self.output, x[scored])), weights, caches
 
     def step(self, prev: Tensor, enc: Encoded, state: State) -> tuple[Tensor, Tensor, State]:
         """Previous tokens [B] -> log p(y_i | y_<i, x) [B, V], cross-attention [B, S], new state."""

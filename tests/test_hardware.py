@@ -162,3 +162,59 @@ def test_usable_cores_follow_the_cpu_affinity() -> None:
            "from nmt.hardware import usable_cores; print(usable_cores())"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "1"
+
+
+class RowCounter(nn.Linear):
+    """A linear layer that records how many rows each call multiplies."""
+
+    def __init__(self) -> None:
+        super().__init__(16, 40)
+        self.rows: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows.append(x.size(0))
+        return super().forward(x)
+
+
+def test_rows_projected_under_cpu_bf16_come_in_few_shapes_with_the_same_values_and_gradients() -> None:
+    torch.manual_seed(0)
+    layer = RowCounter()
+    for rows in (1, 63, 64, 65, 200, 1000):
+        x = torch.randn(rows, 16, requires_grad=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            padded = hardware.project_rows(layer, x)
+            (padded.float() ** 2).sum().backward()
+        grads = x.grad, layer.weight.grad, layer.bias.grad
+        x.grad, layer.weight.grad, layer.bias.grad = None, None, None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            plain = layer(x)
+            (plain.float() ** 2).sum().backward()
+        assert layer.rows[-2] % hardware.ROW_MULTIPLE == 0 and layer.rows[-2] - rows < hardware.ROW_MULTIPLE
+        assert padded.shape == plain.shape == (rows, 40)
+        torch.testing.assert_close(padded, plain, atol=0.02, rtol=0.02)
+        for got, want in zip(grads, (x.grad, layer.weight.grad, layer.bias.grad), strict=True):
+            torch.testing.assert_close(got, want, atol=0.05, rtol=0.02)
+        layer.zero_grad(set_to_none=True)
+    layer.rows.clear()
+    x = torch.randn(65, 16)
+    assert torch.equal(hardware.project_rows(layer, x), layer(x)) and layer.rows == [65, 65]  # fp32: no padding
+
+
+def test_models_project_only_the_scored_rows_padded_under_cpu_bf16() -> None:
+    from nmt.model import RecurrentSeq2Seq
+    from tests.test_transformer import VOCAB, small_model
+
+    torch.manual_seed(0)
+    src = torch.randint(4, VOCAB, (3, 7))
+    trg = torch.randint(4, VOCAB, (3, 5))
+    scored = torch.ones(3, 5, dtype=torch.bool)
+    scored[0, 3:] = False  # 13 target tokens
+    for model in (small_model(), RecurrentSeq2Seq(VOCAB, VOCAB, emb_size=8, hidden_size=8, decoder_hidden_size=8,
+                                                   attention_size=8, dropout=0.0)):
+        seen: list[int] = []
+        model.output.register_forward_hook(lambda module, args, out, seen=seen: seen.append(args[0].size(0)))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits, _ = model.eval()(src, src != 0, trg, scored)
+        assert logits.shape[0] == 13 and seen == [hardware.ROW_MULTIPLE]
+        full, _ = model(src, src != 0, trg)
+        torch.testing.assert_close(logits.float(), full[scored], atol=0.05, rtol=0.05)
