@@ -5,7 +5,8 @@ Directions:
 - ``reverse``: one RNN reading the source reversed (Sutskever et al. 2014);
 - ``forward``: one RNN reading left to right.
 The annotations are always returned in source order, so that attention weight a_ij refers to source word j.
-The RNN runs through torch's fused layers on packed sequences: padding never enters the recurrence.
+The RNN runs through torch's fused layers on packed sequences: padding never enters the recurrence. It runs in
+fp32 on a CPU even under bf16 autocast (see ``nmt.hardware``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nmt.cells import FUSED, init_forget_bias
+from nmt.hardware import fp32_on_cpu
 
 DIRECTIONS = ("bi", "reverse", "forward")
 
@@ -53,7 +55,8 @@ class RecurrentEncoder(nn.Module):
         if self.direction == "reverse":
             x = reverse_padded(x, lengths)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, h_n = self.rnn(packed)
+        with fp32_on_cpu(x.device):  # its steps' row counts all differ: fp32 spares oneDNN a kernel for each
+            out, h_n = self.rnn(packed)
         memory, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
         if self.direction == "reverse":
             memory = reverse_padded(memory, lengths)

@@ -19,8 +19,9 @@ speed, although torch's own "mkldnn bf16 supported" check says yes), ARM, and an
 
 bf16 products on a CPU run through oneDNN, which compiles a kernel for each product shape it meets and keeps up to
 1,024 of them, each holding megabytes: a product whose row count is new at every batch (the output projection of a
-batch's target tokens) costs a compilation per batch and grows the process. ``project_rows`` gives such products a
-few dozen shapes.
+batch's target tokens) costs a compilation per batch and grows the process. ``project_rows`` and ``pad_rows`` give
+such products a few dozen shapes, and the recurrent encoder, whose packed recurrence multiplies a different number
+of rows at every step, runs in fp32 (``fp32_on_cpu``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("auto", "fp32", "bf16")
 FLAGS_THAT_MATTER = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 BF16_MARGIN = 1.2  # bf16 must measure at least this many times the fp32 speed to be chosen
-ROW_MULTIPLE = 64  # under CPU bf16 autocast, project_rows pads its rows to a multiple of this
+ROW_MULTIPLE = 64  # bf16 products on the CPU over a varying number of rows get rows padded to a multiple of this
 
 
 @dataclass(frozen=True)
@@ -289,13 +290,25 @@ def project_rows(layer: nn.Module, x: Tensor) -> Tensor:
 
     Under bf16 autocast on a CPU the rows are padded with zeros to a multiple of ``ROW_MULTIPLE``, and the padding's
     outputs dropped: the same values and gradients, from a few dozen product shapes rather than one per batch. A
-    Transformer's training (Xeon with AMX) grew to 4.7 GB and fell from 4,300 to 3,500 target tokens/s within 5
-    minutes without it; with it, 1.6 GB and no fall. Elsewhere (fp32, a GPU) ``layer(x)`` as it is.
+    Transformer's training (Xeon with AMX) grew to 4.5 GiB and fell from 4,300 to 3,500 target tokens/s within 5
+    minutes without it; with it, 1.5 GiB and no fall. Elsewhere (fp32, a GPU) ``layer(x)`` as it is.
     """
-    rows = x.size(0)
-    if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu") or rows % ROW_MULTIPLE == 0:
+    if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
         return layer(x)
-    return layer(F.pad(x, (0, 0, 0, ROW_MULTIPLE - rows % ROW_MULTIPLE)))[:rows]
+    return layer(pad_rows(x))[: x.size(0)]
+
+
+def pad_rows(x: Tensor) -> Tensor:
+    """``x`` [N, ...] with zero rows appended up to a multiple of ``ROW_MULTIPLE`` (for a product whose row count
+    changes from batch to batch, run by oneDNN: see ``project_rows``)."""
+    extra = -x.size(0) % ROW_MULTIPLE
+    return F.pad(x, (0, 0) * (x.dim() - 1) + (0, extra)) if extra else x
+
+
+def fp32_on_cpu(device: torch.device) -> contextlib.AbstractContextManager:
+    """A block whose products stay fp32 on the CPU even under bf16 autocast: for products whose shapes change at
+    every call (a packed recurrence), where oneDNN would compile a kernel for each; elsewhere no change."""
+    return torch.autocast("cpu", enabled=False) if device.type == "cpu" else contextlib.nullcontext()
 
 
 def int8_engine(device: torch.device, m: Machine | None = None) -> str:

@@ -45,3 +45,17 @@ def test_padding_does_not_change_annotations(direction: str) -> None:
 def test_unknown_direction_is_refused() -> None:
     with pytest.raises(ValueError, match="direction"):
         RecurrentEncoder("gru", 4, 4, direction="sideways")
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_the_recurrence_stays_fp32_under_cpu_bf16_autocast(cell: str) -> None:
+    """Its steps multiply a different number of rows each (packed sequences): in bf16 oneDNN would compile a kernel
+    for every one of them (nmt.hardware)."""
+    encoder = RecurrentEncoder(cell, 6, 5, num_layers=2).eval()
+    x = torch.randn(3, 7, 6)
+    mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3, [1] * 2 + [0] * 5], dtype=torch.bool)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        memory, final = encoder(x, mask)
+    want_memory, want_final = encoder(x, mask)
+    assert memory.dtype == final.dtype == torch.float32
+    assert torch.equal(memory, want_memory) and torch.equal(final, want_final)

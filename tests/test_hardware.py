@@ -218,3 +218,12 @@ def test_models_project_only_the_scored_rows_padded_under_cpu_bf16() -> None:
         assert logits.shape[0] == 13 and seen == [hardware.ROW_MULTIPLE]
         full, _ = model(src, src != 0, trg)
         torch.testing.assert_close(logits.float(), full[scored], atol=0.05, rtol=0.05)
+
+
+def test_pad_rows_appends_zero_rows_up_to_the_multiple() -> None:
+    m = hardware.ROW_MULTIPLE
+    for rows in (1, m - 1, m, m + 1):
+        x = torch.randn(rows, 3, 2)
+        padded = hardware.pad_rows(x)
+        assert padded.size(0) % m == 0 and padded.size(0) - rows < m and padded.shape[1:] == x.shape[1:]
+        assert torch.equal(padded[:rows], x) and not padded[rows:].any()

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from nmt import hardware
 from nmt.batching import make_batch
 from tests.test_model import SOURCES, TARGETS, VARIANTS, small_model
 
@@ -66,3 +67,28 @@ def test_under_autocast_each_weight_is_cast_once_per_pass_with_the_same_gradient
         with torch.autocast("cpu", dtype=torch.bfloat16), Casts(weight.shape) as casts:
             model(src, src != 0, trg)
         assert casts.count == 1, (length, casts.count)
+
+
+class Products(TorchDispatchMode):
+    """Records the inner dimension of every matrix product whose result has one shape."""
+
+    def __init__(self, shape: torch.Size) -> None:
+        super().__init__()
+        self.shape, self.inner = shape, []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func is torch.ops.aten.mm.default and out.shape == self.shape:
+            self.inner.append(args[0].size(1))
+        return out
+
+
+def test_under_cpu_bf16_the_deferred_product_runs_on_rows_padded_to_few_shapes() -> None:
+    model = small_model()
+    weight = model.decoder.cells[0].weight_hh
+    src, trg = torch.randint(4, 23, (3, 5)), torch.randint(4, 19, (3, 7))  # 21 rows of steps
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, _ = model(src, src != 0, trg)
+    with Products(weight.shape) as products:
+        logits.float().sum().backward()
+    assert products.inner == [hardware.ROW_MULTIPLE]
