@@ -16,7 +16,6 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nmt.cells import FUSED, init_forget_bias
-from nmt.hardware import fp32_on_cpu
 
 DIRECTIONS = ("bi", "reverse", "forward")
 
@@ -55,7 +54,7 @@ class RecurrentEncoder(nn.Module):
         if self.direction == "reverse":
             x = reverse_padded(x, lengths)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        with fp32_on_cpu(x.device):  # its steps' row counts all differ: fp32 spares oneDNN a kernel for each
+        with torch.autocast("cpu", enabled=False):  # its steps' row counts all differ: fp32 spares oneDNN a kernel each
             out, h_n = self.rnn(packed)
         memory, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
         if self.direction == "reverse":

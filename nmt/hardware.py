@@ -21,7 +21,7 @@ bf16 products on a CPU run through oneDNN, which compiles a kernel for each prod
 1,024 of them, each holding megabytes: a product whose row count is new at every batch (the output projection of a
 batch's target tokens) costs a compilation per batch and grows the process. ``project_rows`` and ``pad_rows`` give
 such products a few dozen shapes, and the recurrent encoder, whose packed recurrence multiplies a different number
-of rows at every step, runs in fp32 (``fp32_on_cpu``).
+of rows at every step, runs with CPU autocast off (fp32).
 """
 
 from __future__ import annotations
@@ -304,11 +304,6 @@ def pad_rows(x: Tensor) -> Tensor:
     extra = -x.size(0) % ROW_MULTIPLE
     return F.pad(x, (0, 0) * (x.dim() - 1) + (0, extra)) if extra else x
 
-
-def fp32_on_cpu(device: torch.device) -> contextlib.AbstractContextManager:
-    """A block whose products stay fp32 on the CPU even under bf16 autocast: for products whose shapes change at
-    every call (a packed recurrence), where oneDNN would compile a kernel for each; elsewhere no change."""
-    return torch.autocast("cpu", enabled=False) if device.type == "cpu" else contextlib.nullcontext()
 
 
 def int8_engine(device: torch.device, m: Machine | None = None) -> str:
