@@ -305,7 +305,6 @@ def pad_rows(x: Tensor) -> Tensor:
     return F.pad(x, (0, 0) * (x.dim() - 1) + (0, extra)) if extra else x
 
 
-
 def int8_engine(device: torch.device, m: Machine | None = None) -> str:
     """The quantized engine for ``--quantize int8`` (dynamic int8 quantization of linear and recurrent layers), and a
     line on where it helps; a one-line error where it cannot run."""
