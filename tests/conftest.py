@@ -13,9 +13,10 @@ from omegaconf import DictConfig
 from nmt.config import CONF_DIR
 from nmt.train import train
 
-# A shrunken default recipe: fewer sentences and epochs, two threads (the CI machine has two cores).
+# A shrunken default recipe: fewer sentences and epochs, one thread (the small models of the tests run as fast on
+# one thread as on two), seed 1 (the bars of the tests that train it hold for seeds 1, 2 and 3).
 SMALL_DATES = ["data.sizes.train=10000", "data.sizes.dev=300", "data.sizes.test=500", "train.max_epochs=3",
-               "train.threads=2", "train.log_every=20"]
+               "train.threads=1", "train.log_every=20", "seed=1"]
 
 
 def compose_config(overrides: list[str] | None = None) -> DictConfig:

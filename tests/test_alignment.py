@@ -150,7 +150,9 @@ def char_spans(pieces: list[str]) -> list[tuple[int, int]]:
 def test_date_attention_finds_the_fields_it_translates(dates_run: tuple[Path, dict]) -> None:
     """The true alignment of the date task is known by construction (nmt.dates.field_spans): reading the test
     references with teacher forcing, each ISO digit should attend most to a source piece of its own field (a year
-    digit to the year, a month digit to the month, be it "11" or "November", a day digit to the day)."""
+    digit to the year, a month digit to the month, be it "11" or "November", a day digit to the day). Measured: 95.47%,
+    95.95% and 95.28% of the digits for the date runs of seeds 1, 2 and 3 (Intel Xeon with AVX512-BF16, no AMX, one
+    thread); the bar sits more than 3 points under the worst."""
     run_dir, _ = dates_run
     sources = (run_dir / "data" / "test.txt").read_text().splitlines()
     references = (run_dir / "data" / "test.iso").read_text().splitlines()

@@ -1,8 +1,9 @@
 """The Multi30k recipe script end to end on the real data (../shared/data/multi30k, or $NMT_MULTI30K), shrunk
 to a small model and 150 updates at a learning rate of 3e-3 (a budget in updates, so that a slower machine trains as
 much): train, average, beam-search the test set, score, plot; then the BLEU-by-length comparison script on that run.
-Measured (Intel Xeon, 2 threads, the recipe's label smoothing 0.1): greedy dev BLEU 5.63 and 10.79 at updates
-75 and 150, beam-5 test 10.91 (68 s for the script, against 97 s for 200 updates at 2e-3)."""
+Measured for seeds 1, 2 and 3 (Intel Xeon with AVX512-BF16, no AMX, one thread, the recipe's label smoothing 0.1):
+greedy dev BLEU at updates 75 and 150: 3.23 and 8.28, 2.45 and 9.68, 4.22 and 7.92; beam-5 test BLEU 9.29, 9.65 and
+10.27 (about 100 s for the script). The bars sit 3 points under the worst; chance is about 0."""
 
 import os
 import re
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MULTI30K = Path(os.environ.get("NMT_MULTI30K", ROOT.parent / "shared" / "data" / "multi30k"))
 SMALL = ["model.emb_size=128", "model.hidden_size=128", "model.decoder_hidden_size=256", "model.attention_size=128",
          "tokenizer.vocab_size=4000", "train.max_steps=150", "train.lr=3e-3", "train.validate_every=75",
-         "train.plot_attention=0", "train.threads=2"]
+         "train.plot_attention=0", "train.threads=1", "seed=1"]
 
 
 @pytest.mark.slow
@@ -30,7 +31,7 @@ def test_multi30k_recipe_learns_german_to_english(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     dev = [float(b) for b in re.findall(r"validation at step \d+: .* BLEU ([\d.]+)", done.stderr)]
     assert len(dev) >= 2 and dev[-1] > dev[0]
-    assert max(dev) >= 8.0  # chance is about 0
+    assert max(dev) >= 4.5
     dev_beam = dict(re.findall(r"^(best|averaged)\.pt, beam 5, dev \(val\.de-en\): BLEU ([\d.]+)$", done.stdout,
                                flags=re.M))
     assert dev_beam.keys() == {"best", "averaged"}

@@ -42,10 +42,12 @@ from tests.conftest import SMALL_DATES, compose_config
 
 
 def test_the_date_model_learns(dates_run: tuple[Path, dict]) -> None:
-    """A few epochs of the shrunken default recipe translate held-out dates almost perfectly."""
+    """Three epochs of the shrunken default recipe translate held-out dates almost perfectly: test exact match
+    99.4, 99.2 and 100.0, BLEU 99.59, 99.67 and 100.0 for seeds 1, 2 and 3 (Intel Xeon with AVX512-BF16, no AMX, one
+    thread); the bars sit 3 points under the worst. Dev exact match after each epoch (seed 1): 0.3, 68.7, 100.0."""
     _, result = dates_run
-    assert result["exact"] >= 97.0
-    assert result["bleu"] >= 95.0
+    assert result["exact"] >= 96.0
+    assert result["bleu"] >= 96.0
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])

@@ -130,10 +130,11 @@ def test_greedy_search_follows_the_model() -> None:
 
 @pytest.mark.slow
 def test_transformer_learns_the_date_task(tmp_path: Path) -> None:
-    """About 40 s on two cores (test exact match 100.0 after 4 epochs, 97.7 after 3). Without a warm-up schedule,
-    plain Adam at 3e-3 overshoots near the end: halving the rate whenever dev exact match stalls (lr_patience=0)
-    settles it; dropout 0 learns faster."""
-    cfg = compose_config(["model=transformer_small", "model.dropout=0.0", "train.max_epochs=4",
-                          "train.lr_patience=0", "train.threads=2"])
+    """Three epochs of the full task (492 updates, about 35 s on one thread) at 3e-3 with a 50-update warm-up and a
+    cosine decay to the floor at the last update: the end is stable (plain Adam at 3e-3 overshoots near the end),
+    and dropout 0 learns faster. Test exact match for seeds 1, 2 and 3: 97.8, 99.0 and 98.4 (Intel Xeon with
+    AVX512-BF16, no AMX, one thread); the bar sits 3 points under the worst. An untrained model scores 0."""
+    cfg = compose_config(["model=transformer_small", "model.dropout=0.0", "train.max_epochs=3", "train.max_steps=492",
+                          "train.schedule=cosine", "train.warmup=50", "train.threads=1", "seed=1"])
     result = train(cfg, tmp_path)
-    assert result["exact"] >= 98.0
+    assert result["exact"] >= 94.5

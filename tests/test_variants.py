@@ -2,16 +2,21 @@
 
 Each test trains one `conf/model/` choice, shrunk to the date task's size, for a number of epochs of the full
 20,000-sentence task (a budget in epochs: a slower machine trains as much, only for longer), halving the learning rate
-whenever dev stalls, and asserts its exact-match accuracy on the held-out test split. Dev exact match after each
-epoch, measured (2 threads): luong_lstm 3.2, 65.8, 99.2, 100.0 (Intel Xeon); bahdanau_gru (left-to-right, no input
-feeding, zero init) 57.2, 95.2, 99.4, 100.0; cho_gru 3.4, 68.7, 96.0, 98.4, 99.4, 99.9; sutskever_lstm (one layer each
-side) 0.0, 3.6, 34.1, 78.9, 91.3, 97.5, 98.3, 98.6. Test exact match (2 threads): luong_lstm 98.7 after 3 (99.8
-after 4), bahdanau_gru 99.2 after 3 (Intel Xeon); cho_gru 97.6 after 4 and sutskever_lstm 89.4 after 5 (Xeon with
-AMX; 98.9 after 5 and 98.5 after 6 on the Intel Xeon). Where the margin over 98.0 is under a point, the bar is 97.0,
-against other CPUs' arithmetic. The two models without attention, the slowest to learn, train one epoch less than
-they need for 98 (to keep the suite short) and are held to 95.0 and 85.0, 2.6 and 4.4 points under what they
-measured: far above chance (about 0). The no-attention reversed-source LSTM is tested with one layer on each
-side: with its two layers at these sizes it learns far more slowly, the fixed-context bottleneck made deeper.
+whenever dev stalls, and asserts its exact-match accuracy on the held-out test split. Test exact match for seeds 1, 2
+and 3, one thread, Intel Xeon with AVX512-BF16 and no AMX (the suite runs seed 1; each bar sits at least 3 points
+under the worst of the three, against other CPUs' arithmetic; an untrained model scores 0):
+
+    elman_rnn       99.4  99.6  99.6   (10,000 sentences, 3 epochs)   bar 96
+    luong_lstm     100.0  99.3  99.3   (3 epochs)                     bar 96
+    bahdanau_gru    99.5  99.3  99.7   (left-to-right, no input feeding, zero init; 3 epochs)   bar 96
+    cho_gru         98.6  98.2  99.3   (4 epochs)                     bar 95
+    sutskever_lstm  93.3  94.3  94.4   (one layer each side, 5 epochs)   bar 85
+
+Dev exact match after each epoch, seed 1: luong_lstm 36.2, 97.9, 99.8; bahdanau_gru 62.0, 96.4, 99.7; cho_gru 5.2,
+67.0, 95.8, 99.2; sutskever_lstm 0.0, 2.9, 29.2, 81.9, 94.6. The two models without attention, the slowest to learn,
+stop on the steep part of their curves (to keep the suite short), so their bars leave more room. The no-attention
+reversed-source LSTM is tested with one layer on each side: with its two layers at these sizes it learns far more
+slowly, the fixed-context bottleneck made deeper.
 """
 
 from pathlib import Path
@@ -22,7 +27,7 @@ from nmt.train import train
 from tests.conftest import SMALL_DATES, compose_config
 
 SMALL_RNN = ["model.emb_size=64", "model.hidden_size=64", "model.decoder_hidden_size=128",
-             "model.attention_size=64", "model.dropout=0.1", "train.threads=2", "train.plot_attention=0"]
+             "model.attention_size=64", "model.dropout=0.1", "train.threads=1", "train.plot_attention=0", "seed=1"]
 
 
 def epochs(n: int) -> list[str]:
@@ -32,9 +37,9 @@ def epochs(n: int) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("variant", "overrides", "target"), [
-    ("elman_rnn", SMALL_DATES, 98.0),
-    ("luong_lstm", [*epochs(3), "model.encoder_layers=1", "model.decoder_layers=1"], 97.0),
-    ("bahdanau_gru", [*epochs(3), "model.direction=forward", "model.input_feeding=false", "model.init=zeros"], 98.0),
+    ("elman_rnn", SMALL_DATES, 96.0),
+    ("luong_lstm", [*epochs(3), "model.encoder_layers=1", "model.decoder_layers=1"], 96.0),
+    ("bahdanau_gru", [*epochs(3), "model.direction=forward", "model.input_feeding=false", "model.init=zeros"], 96.0),
     ("cho_gru", [*epochs(4), "model.hidden_size=128"], 95.0),
     ("sutskever_lstm", [*epochs(5), "model.hidden_size=128", "model.encoder_layers=1", "model.decoder_layers=1"], 85.0),
 ])
