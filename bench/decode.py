@@ -3,9 +3,10 @@ quantization) and bf16 (autocast), beam 5 with `--stop beams` too, and JoeyNMT 2
 with an equally sized RNN, in the same invocation. The table starts with the machine (CPU model, the flags that
 matter, cores, GPU, torch).
 
-    python bench/decode.py --run RUN_DIR [--joey ../shared/bench/joeynmt] [--data ../shared/data/multi30k]
+    python bench/decode.py --run RUN_DIR [--joey ../shared/bench/joeynmt] [--data DIR]
 
-RUN_DIR is an nmt run trained on Multi30k de->en (e.g. `recipes/multi30k/run.sh gru`). JoeyNMT's
+RUN_DIR is an nmt run trained on Multi30k de->en (e.g. `recipes/multi30k/run.sh gru`); DIR is the Multi30k folder
+(default: NMT_MULTI30K, else the folder `nmt data multi30k` downloads into). JoeyNMT's
 side runs the harness in ../shared/bench/joeynmt (`bench.sh decode rnn BEAM`, batch 64 sentences), which needs
 its venv (`setup.sh`) and a checkpoint: the harness's `rnn` config trained for --joey-updates updates (default 600,
 trained once and kept in its work folder as models/rnn_decode), or the one JOEY_CKPT names. An under-trained
@@ -31,6 +32,8 @@ import joeyharness
 import sacrebleu
 import sentencepiece as spm
 
+from nmt import NmtError
+from nmt.download import MULTI30K
 from nmt.hardware import machine
 
 
@@ -71,7 +74,8 @@ def joey_checkpoint(harness: Path, updates: int, threads: int) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="nmt run directory (Multi30k de->en)")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/multi30k"))
+    parser.add_argument("--data", type=Path, default=MULTI30K.folder(),
+                        help=f"the Multi30k folder (default: NMT_MULTI30K or {MULTI30K.default_dir})")
     parser.add_argument("--joey", type=Path, help="JoeyNMT harness folder (../shared/bench/joeynmt)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--joey-updates", type=int, default=600,
@@ -81,6 +85,10 @@ def main() -> None:
     parser.add_argument("--batch-tokens", type=int, default=1100,
                         help="source subwords per batch (1,100: about JoeyNMT's 64 sentences here)")
     args = parser.parse_args()
+    try:
+        MULTI30K.check(args.data, ["test_2016_flickr.de", "test_2016_flickr.en"], "--data DIR")
+    except NmtError as e:
+        sys.exit(f"decode: {e}")
 
     from nmt.model import count_parameters
     from nmt.translate import Translator

@@ -34,7 +34,8 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from nmt import checkpoint
+from nmt import NmtError, checkpoint
+from nmt.download import MULTI30K
 from nmt.hardware import machine
 from nmt.plot import read_metrics
 
@@ -142,8 +143,9 @@ def main() -> None:
                                      epilog="examples:\n" + __doc__.rsplit("\n\n", 1)[1])
     parser.add_argument("--out", type=Path, default=Path("runs/gpu_check"), help="where the runs go")
     parser.add_argument("--updates", type=int, default=300, help="training updates of step 1 (default 300)")
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("NMT_MULTI30K", "../shared/data/multi30k")),
-                        help="the Multi30k folder (default: NMT_MULTI30K or ../shared/data/multi30k)")
+    parser.add_argument("--data", type=Path, default=MULTI30K.folder(),
+                        help=f"the Multi30k folder (default: NMT_MULTI30K or {MULTI30K.default_dir}; "
+                             f"`nmt data multi30k` downloads it)")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
                         help="cuda, or cpu to rehearse the check without a GPU")
     args = parser.parse_args()
@@ -151,8 +153,11 @@ def main() -> None:
         sys.exit(f"gpu_check: no CUDA GPU visible to torch {torch.__version__}: nothing to check "
                  f"(--device cpu rehearses the check on this CPU)")
     src = args.data / "test_2016_flickr.de"
-    if not src.exists():
-        sys.exit(f"gpu_check: {src} not found: point NMT_MULTI30K or --data at the Multi30k folder")
+    try:
+        MULTI30K.check(args.data, [f"{split}.{lang}" for split in ("train", "val", "test_2016_flickr")
+                                   for lang in ("de", "en")], "--data DIR")
+    except NmtError as e:
+        sys.exit(f"gpu_check: {e}")
     os.environ["NMT_MULTI30K"] = str(args.data)
     out, device = args.out, args.device
     out.mkdir(parents=True, exist_ok=True)

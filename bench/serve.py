@@ -4,7 +4,8 @@ sentence at a time, in the same invocation.
     python bench/serve.py --run RUN_DIR [--clients 1,8,32] [--duration 20] [--beam 5]
 
 RUN_DIR is an nmt run on Multi30k de->en (e.g. `recipes/multi30k/run.sh gru`); the sentences are
-test_2016_flickr.de (or --input FILE), sent in order, one per request (POST /translate, LibreTranslate's API), by
+test_2016_flickr.de of the Multi30k folder (--data; default: NMT_MULTI30K, else the folder `nmt data multi30k`
+downloads into) or --input FILE, sent in order, one per request (POST /translate, LibreTranslate's API), by
 one asyncio client process. For each mode (micro-batching on: the server's defaults; off: `--no-batching`, one
 request at a time with no added wait; both with the same --threads) a server is started on 127.0.0.1, warmed up,
 and loaded by 1, 8 and 32 clients for --duration seconds each (after --warmup seconds not counted). Requests that
@@ -27,6 +28,9 @@ from pathlib import Path
 
 import httpx2
 import numpy as np
+
+from nmt import NmtError
+from nmt.download import MULTI30K
 
 
 def free_port() -> int:
@@ -93,7 +97,8 @@ def batching_counters(url: str) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="nmt run directory (Multi30k de->en)")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/multi30k"))
+    parser.add_argument("--data", type=Path, default=MULTI30K.folder(),
+                        help=f"the Multi30k folder (default: NMT_MULTI30K or {MULTI30K.default_dir})")
     parser.add_argument("--input", type=Path, help="sentences, one per line (default: DATA/test_2016_flickr.SRC)")
     parser.add_argument("--clients", default="1,8,32", help="concurrent clients per cell (default 1,8,32)")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per cell (default 20)")
@@ -111,6 +116,11 @@ def main() -> None:
 
     cfg = load_config(args.run)
     source, target = str(cfg.data.src_lang), str(cfg.data.trg_lang)
+    if args.input is None:
+        try:
+            MULTI30K.check(args.data, [f"test_2016_flickr.{source}"], "--data DIR, or give --input FILE")
+        except NmtError as e:
+            sys.exit(f"serve: {e}")
     input_file = args.input or args.data / f"test_2016_flickr.{source}"
     sentences = [line for line in input_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     body = {"source": source, "target": target}

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import joeyharness
 
+from nmt import NmtError
+from nmt.download import MULTI30K
 from nmt.hardware import machine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,6 +167,10 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.worker, args.updates, args.warmup, args.threads)))
         return
+    try:
+        MULTI30K.check(MULTI30K.folder(), ["train.de", "train.en"], None)
+    except NmtError as e:
+        sys.exit(f"train_speed: {e}")
     rows = []
     for precision in args.precisions.split(","):
         done = subprocess.run([sys.executable, __file__, "--worker", precision, "--updates", str(args.updates),

@@ -6,6 +6,7 @@ requests and describe both endpoints in the OpenAPI document (``/openapi.json``)
 - ``POST /v1/translate``: sentences and search settings -> per sentence the translation, its n-best list,
   per-token log-probabilities, subword pieces and words of both sides, the word alignment, and, when asked for,
   the attention (per layer and head too for a Transformer).
+- ``GET /v1/limits``: the most a request may ask for (characters, sentences, bytes, beam, n-best).
 """
 
 from __future__ import annotations
@@ -141,6 +142,21 @@ class ModelInfo(BaseModel):
     scores: dict[str, dict[str, float | int]] = Field(
         description="the run's best dev scores (by its training metric) and its test scores, from metrics.jsonl")
     batching: BatchingStats
+
+
+class Limits(BaseModel):
+    """What a request may ask of this server at most (``nmt serve``'s limit options): anything more is refused, so
+    a client can check before it sends. The page at ``/`` bounds its inputs by these."""
+
+    max_chars: int = Field(description="characters per sentence (a line of LibreTranslate's q), counted before "
+                                       "whitespace is tidied; more: 413")
+    max_sentences: int = Field(description="sentences per request (lines, for LibreTranslate's API), blank ones "
+                                           "included; more: 413")
+    max_body_bytes: int = Field(description="bytes of a request body; more: 413")
+    max_beam: int = Field(description="the largest beam_size; more: 422")
+    max_nbest: int = Field(description="the most hypotheses per sentence (nbest, or LibreTranslate's alternatives "
+                                       "+ 1); more: 422")
+    request_timeout: float = Field(description="seconds a request may wait for its translation; then 504")
 
 
 class Health(BaseModel):

@@ -1,5 +1,5 @@
 """The ``nmt`` command: train, translate, plot-attention, evaluate, align, evaluate-alignment, plot-metrics,
-plot-length, average."""
+plot-length, average, serve, info, data."""
 
 from __future__ import annotations
 
@@ -12,7 +12,17 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from nmt import IMAGE_SUFFIXES, LOG_DATE_FORMAT, LOG_FORMAT, NmtError, __version__, cannot_write, check_image_path
+from nmt import (
+    IMAGE_SUFFIXES,
+    LOG_DATE_FORMAT,
+    LOG_FORMAT,
+    NmtError,
+    __version__,
+    cannot_write,
+    check_image_path,
+    install_hint,
+    missing,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +37,9 @@ commands:
   evaluate-alignment score word alignments against a gold standard (AER, precision, recall)
   plot-metrics       draw training curves (loss, perplexity, BLEU) of one or more runs
   plot-length        BLEU by source sentence length for one or more systems
+  serve              serve runs over HTTP, with a web page (pip install 'nmt-attention[serve]')
+  info               versions, extras, hardware and what nmt chooses on it, where nmt keeps its files
+  data               download a corpus (Multi30k) and verify its checksums
 
 examples:
   nmt train                                     # the default recipe: the date task, a Bahdanau GRU
@@ -38,6 +51,8 @@ examples:
   nmt align -m runs/small -s runs/small/data/test.txt -t runs/small/data/test.iso -o test.align
   nmt plot-metrics runs/small -o metrics.png
   nmt average runs/small --last 5 && nmt translate -m runs/small --checkpoint averaged.pt -i test.txt
+  nmt info                                      # for a bug report: versions, hardware, choices, paths
+  nmt data multi30k && nmt train experiment=multi30k_gru   # Multi30k German->English
 
 `nmt COMMAND --help` describes each command.
 """
@@ -586,6 +601,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> None:
+    if absent := missing("serve"):
+        raise NmtError(f"the server's packages are not installed ({', '.join(absent)}): {install_hint('serve')}")
     import torch
 
     from nmt.hardware import int8_engine, resolve_device
@@ -638,6 +655,81 @@ def run_serve(args: argparse.Namespace) -> None:
     serve(create_app(models, settings), args.host, args.port, graceful_timeout=args.request_timeout + 5)
 
 
+def _info_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "info", help="versions, extras, hardware and what nmt chooses on it, where nmt keeps its files",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Print what nmt runs with on this machine: nmt's version and location; the versions of Python,\n"
+                    "torch (CPU or CUDA build) and the libraries nmt uses; whether the optional extras (serve,\n"
+                    "tensorboard) are installed; the CPU (model, cores, torch threads, the instruction-set flags\n"
+                    "that matter for speed) and GPUs; the device, precision (training and decoding) and int8\n"
+                    "engine that `auto` and `--quantize int8` choose here; and where the token cache,\n"
+                    "hardware.json and the Multi30k data are. Nothing is measured: where `precision: auto` needs\n"
+                    "a measurement that is not cached yet, it says so.",
+        epilog="examples:\n"
+               "  nmt info\n"
+               "  nmt info --json > info.json\n"
+               "  nmt info --json | python3 -c 'import json, sys; print(json.load(sys.stdin)[\"torch\"])'")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def run_info(args: argparse.Namespace) -> None:
+    import json
+
+    from nmt.info import collect, format_report
+
+    info = collect()
+    print(json.dumps(info, indent=1) if args.json else format_report(info))
+
+
+def _data_parser(sub: argparse._SubParsersAction) -> None:
+    from nmt.download import CORPORA, MULTI30K
+
+    p = sub.add_parser(
+        "data", help="download a corpus (Multi30k) and verify its checksums",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Download a corpus into DIR, where the configs that use it read it. multi30k: the raw text\n"
+                    "of Multi30k Task 1 (Elliott et al. 2016): English image captions of Flickr30k and their\n"
+                    "translations into German, French and Czech, one sentence per line, as the data configs\n"
+                    "multi30k_deen, multi30k_ende and multi30k_fren read them, from the dataset's repository:\n"
+                    f"  {MULTI30K.base_url}/FILE.gz\n"
+                    "Each file is downloaded gzipped, decompressed, checked against the SHA-256 recorded in nmt and\n"
+                    "only then given its name. Files already in DIR that verify are kept (a second run resumes an\n"
+                    "interrupted one); one that does not is refused and left as it is, unless --force. The folder is\n"
+                    "printed on stdout.\n\n"
+                    f"{MULTI30K.title}'s files:\n{MULTI30K.table()}\n"
+                    "val is the development set. The test sets are for reporting results only: test_2016_flickr\n"
+                    "(the recipes' test set) and the later test_2017_flickr, test_2017_mscoco and test_2018_flickr;\n"
+                    "choose every setting (checkpoint, beam size, length penalty) on val, never on a test set.",
+        epilog="examples:\n"
+               f"  nmt data multi30k                # all files, into ${MULTI30K.env} or {MULTI30K.default_dir}\n"
+               "  nmt data multi30k --languages de en --splits train val test_2016_flickr\n"
+               "  nmt data multi30k --dir data/multi30k && nmt train experiment=multi30k_gru data.dir=data/multi30k\n"
+               "  export NMT_MULTI30K=$(nmt data multi30k --dir /data/multi30k)   # then every config reads it\n"
+               "  nmt data multi30k --mirror https://mirror.example.org/multi30k/task1/raw\n"
+               "  nmt data multi30k --mirror file:///srv/multi30k/raw      # a folder of the .gz files")
+    p.add_argument("corpus", choices=sorted(CORPORA), help="the corpus: multi30k (Multi30k Task 1)")
+    p.add_argument("--dir", type=Path,
+                   help=f"where the files go (default: ${MULTI30K.env} if set, else {MULTI30K.default_dir})")
+    p.add_argument("--languages", nargs="+", metavar="LANG",
+                   help=f"only these languages, of {' '.join(MULTI30K.languages())} (default: all)")
+    p.add_argument("--splits", nargs="+", metavar="SPLIT", help="only these splits (default: all, as listed above)")
+    p.add_argument("--mirror", metavar="URL",
+                   help="download URL/FILE.gz instead, from a mirror of the repository's files (http://, https://, "
+                        "or file:// for a local folder)")
+    p.add_argument("--force", action="store_true",
+                   help="replace the files in DIR whose checksum is wrong (without it they are refused)")
+
+
+def run_data(args: argparse.Namespace) -> None:
+    from nmt.download import CORPORA, download
+
+    corpus = CORPORA[args.corpus]
+    folder = (args.dir or corpus.folder()).expanduser()
+    download(corpus, folder, corpus.select(args.splits, args.languages), base_url=args.mirror, force=args.force)
+    print(os.path.abspath(folder))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``nmt`` console script."""
     argv = sys.argv[1:] if argv is None else argv
@@ -661,6 +753,8 @@ def main(argv: list[str] | None = None) -> None:
     _average_parser(sub)
     _plot_length_parser(sub)
     _serve_parser(sub)
+    _info_parser(sub)
+    _data_parser(sub)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -670,7 +764,8 @@ def main(argv: list[str] | None = None) -> None:
         commands = {"translate": run_translate, "plot-attention": run_plot, "evaluate": run_evaluate,
                     "align": run_align, "evaluate-alignment": run_evaluate_alignment,
                     "plot-metrics": run_plot_metrics, "average": run_average,
-                    "plot-length": run_plot_length, "serve": run_serve}
+                    "plot-length": run_plot_length, "serve": run_serve, "info": run_info,
+                    "data": run_data}
         commands[args.command](args)
         sys.stdout.flush()
     except NmtError as e:

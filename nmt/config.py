@@ -17,6 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nmt import NmtError
+from nmt.download import CORPORA
 
 Positive = Annotated[int, Field(ge=1)]
 Count = Annotated[int, Field(ge=0)]
@@ -50,6 +51,7 @@ class DataConfig(Group):
     format: Literal["text", "tsv", "jsonl", "hub"] = "text"
     generate: Literal["dates"] | None = None
     dir: str | None = None
+    download: str | None = None  # the corpus ``nmt data NAME`` downloads into ``dir``, named when files are missing
     hub: HubConfig | None = None
     src_lang: Annotated[str, Field(min_length=1)]
     trg_lang: Annotated[str, Field(min_length=1)]
@@ -59,6 +61,13 @@ class DataConfig(Group):
     cache_dir: str = "~/.cache/nmt"
     max_length: Positive
     max_ratio: NonNegative = 0.0
+
+    @field_validator("download")
+    @classmethod
+    def _download(cls, value: str | None) -> str | None:
+        if value is None or value in CORPORA:
+            return value
+        raise ValueError(f"choose {', '.join(CORPORA)} (the corpora `nmt data` downloads)")
 
     @model_validator(mode="after")
     def _source(self) -> DataConfig:
@@ -285,13 +294,16 @@ def validate(cfg: DictConfig, check_files: bool = True) -> RunConfig:
 
 
 def check_data_files(data: DataConfig) -> None:
-    """The files of every split exist (text, tsv and jsonl corpora), named in the error with how to point at them."""
+    """The files of every split exist (text, tsv and jsonl corpora), named in the error with how to get them (the
+    command that downloads the corpus ``data.download`` names) or point at them."""
     if data.generate is not None or data.format == "hub":
         return
     folder = Path(str(data.dir)).expanduser()
-    hint = "set data.dir=DIR" + (" or NMT_MULTI30K=DIR" if data.name.startswith("multi30k") else "")
+    corpus = CORPORA[data.download] if data.download else None
     if not folder.is_dir():
-        raise NmtError(f"data directory not found: {folder} ({hint})")
+        if corpus:
+            raise corpus.not_found(folder)
+        raise NmtError(f"data directory not found: {folder} (set data.dir=DIR)")
     for split, name in data.splits.model_dump().items():
         if name is None:
             continue
@@ -299,4 +311,7 @@ def check_data_files(data: DataConfig) -> None:
                  else [f"{name}.{data.format}"])
         for file in files:
             if not (folder / file).is_file():
-                raise NmtError(f"data file not found: {folder / file} (data.splits.{split}={name!r}; {hint})")
+                where = f"data.splits.{split}={name!r}"
+                if corpus:
+                    raise corpus.not_found(folder, f"no {file}; {where}")
+                raise NmtError(f"data file not found: {folder / file} ({where}; set data.dir=DIR)")

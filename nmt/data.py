@@ -36,6 +36,7 @@ import pyarrow as pa
 from omegaconf import DictConfig
 
 from nmt import NmtError, dates
+from nmt.download import CORPORA
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -115,6 +116,8 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Path | None:
         return None
     path = Path(cfg.dir).expanduser()
     if not path.is_dir():
+        if cfg.get("download"):
+            raise CORPORA[cfg.download].not_found(path)
         raise NmtError(f"data directory not found: {path} (set data.dir=...)")
     return path
 

@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16")
 FLAGS_THAT_MATTER = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+# the flags `nmt info` lists: those above, fused multiply-add, and ARM's vector units (asimd: NEON on 64-bit ARM)
+REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "neon",
+                  "asimd", "sve")
 BF16_MARGIN = 1.2  # bf16 must measure at least this many times the fp32 speed to be chosen
 ROW_MULTIPLE = 64  # bf16 products on the CPU over a varying number of rows get rows padded to a multiple of this
 
@@ -107,6 +110,14 @@ def machine() -> Machine:
     gpus = tuple((torch.cuda.get_device_name(i), torch.cuda.get_device_capability(i))
                  for i in range(torch.cuda.device_count())) if torch.cuda.is_available() else ()
     return Machine(cpu, platform.machine() or "unknown", platform.system() or "unknown", flags, usable_cores(), gpus)
+
+
+def cpu_summary(m: Machine | None = None) -> dict[str, object]:
+    """The CPU of machine ``m`` (this one by default) as ``nmt info`` reports it: model, architecture, system, the
+    cores this process may use, torch's intra-op threads, and which of ``REPORTED_FLAGS`` it has."""
+    m = m or machine()
+    return {"model": m.cpu, "arch": m.arch, "system": m.system, "cores": m.cores,
+            "torch_threads": torch.get_num_threads(), "flags": [f for f in REPORTED_FLAGS if f in m.flags]}
 
 
 def resolve_device(name: str) -> torch.device:

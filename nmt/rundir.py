@@ -36,10 +36,11 @@ log = logging.getLogger(__name__)
 
 LOCK = ".lock"
 RUN_FILES = ("config.yaml", "last.pt", "best.pt", "metrics.jsonl", "checkpoints")
-# What a resumed run may change: budgets, early stopping, logging, hardware, decoding, where the cache lives.
+# What a resumed run may change: budgets, early stopping, logging, hardware, decoding, where the cache lives, how
+# the corpus is downloaded.
 RESUMABLE_CHANGES = ("train.max_epochs", "train.max_steps", "train.max_minutes", "train.patience", "train.log_every",
                      "train.threads", "train.device", "train.plot_attention", "train.resume", "train.start_over",
-                     "train.test", "decode.", "data.cache_dir", "name")
+                     "train.test", "decode.", "data.cache_dir", "data.download", "name")
 
 _held: dict[Path, IO[str]] = {}  # locks this process holds, by run directory
 

@@ -7,8 +7,9 @@ web page.
     # uvicorn.run(app), or fastapi.testclient.TestClient(app)
 
 Endpoints: ``POST /translate`` and ``GET /languages`` (LibreTranslate's API), ``POST /v1/translate`` (everything
-nmt knows about a translation), ``GET /v1/models``, ``GET /health``, ``GET /openapi.json``, and the page at ``/``
-(``nmt/static/``). Errors are JSON ``{"error": "..."}``: malformed JSON 400, wrong types 422, unknown model or
+nmt knows about a translation), ``GET /v1/models``, ``GET /v1/limits`` (the limits below, as numbers),
+``GET /health``, ``GET /openapi.json``, and the page at ``/`` (``nmt/static/``). Errors are JSON
+``{"error": "..."}``: malformed JSON 400, wrong types 422, beam size or n-best over the limit 422, unknown model or
 language pair 400, empty input 400, too large 413 (the body, checked before it is parsed; characters per sentence;
 sentences per request; subwords per sentence), wrong or missing API key 403, full queue 503 with Retry-After,
 timeout 504; 500 only for a fault of the server. Invalid UTF-8 in a body becomes U+FFFD, as in ``nmt translate``.
@@ -44,6 +45,7 @@ from nmt.api import (
     Language,
     LibreTranslateRequest,
     LibreTranslateResponse,
+    Limits,
     ModelInfo,
     TranslateRequest,
     TranslateResponse,
@@ -231,6 +233,16 @@ def create_app(models: list[ServedModel], settings: ServerSettings | None = None
     async def list_models() -> list[ModelInfo]:
         """The served models (the first is the default), with their run's scores and batching counters."""
         return [service.model_info(m) for m in service.models.values()]
+
+    @app.get("/v1/limits", response_model=Limits)
+    async def limits() -> Limits:
+        """The most a translation request may ask for: characters per sentence (``max_chars``), sentences per
+        request (``max_sentences``), bytes of the body (``max_body_bytes``), beam size (``max_beam``), hypotheses
+        per sentence (``max_nbest``), and the seconds it may wait (``request_timeout``). These are the values the
+        server checks requests against (its ``--max-*`` and ``--request-timeout`` options): a request within them
+        passes those checks, one past any of them is refused (413 or 422; 504 past the timeout). The page at
+        ``/`` reads them to bound its inputs."""
+        return service.limits()
 
     @app.post("/translate", response_model=LibreTranslateResponse, response_model_exclude_none=True,
               responses=ERRORS, openapi_extra=_request_body(LibreTranslateRequest, form=True))

@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 
 from nmt import NmtError
 from nmt.alignment import has_heads
-from nmt.api import Language, ModelInfo, Scored, SentenceResult
+from nmt.api import Language, Limits, ModelInfo, Scored, SentenceResult
 from nmt.batcher import MicroBatcher, Output, QueueFull, SearchSettings
 from nmt.config import LOWER_IS_BETTER
 from nmt.model import count_parameters
@@ -275,6 +275,12 @@ class Service:
         for i, output in zip(keep, outputs, strict=True):
             results[i] = output
         return results
+
+    def limits(self) -> Limits:
+        """The limits this service and the body-size middleware enforce, read from the same settings."""
+        s = self.settings
+        return Limits(max_chars=s.max_chars, max_sentences=s.max_sentences, max_body_bytes=s.max_body_bytes,
+                      max_beam=s.max_beam, max_nbest=s.max_nbest, request_timeout=s.request_timeout)
 
     def model_info(self, m: ServedModel) -> ModelInfo:
         cfg = m.config

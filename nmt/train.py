@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from nmt import NmtError, checkpoint, data, distributed, rundir
+from nmt import NmtError, checkpoint, data, distributed, install_hint, rundir
 from nmt.batching import make_batch, token_batches
 from nmt.config import CONF_DIR, LOWER_IS_BETTER, validate
 from nmt.evaluate import score
@@ -183,6 +183,8 @@ class MetricsLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard is optional
+                log.info("no TensorBoard logs (metrics.jsonl only): tensorboard is not installed (%s)",
+                         install_hint("tensorboard"))
                 self._board = False
             else:
                 self._board = SummaryWriter(str(self.path.parent / "tensorboard"))

@@ -13,13 +13,15 @@ def nmt(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("command", [[], ["translate"], ["plot-attention"], ["train"], ["average"], ["plot-length"],
-                                     ["evaluate"]])
+                                     ["evaluate"], ["serve"], ["info"], ["data"]])
 def test_help_lists_options_and_examples(command: list[str]) -> None:
     result = nmt(*command, "--help")
     assert result.returncode == 0
     assert "example" in result.stdout.lower()
     if command == ["translate"]:
         assert "--input" in result.stdout and "--model" in result.stdout
+    if command == ["data"]:
+        assert "{multi30k}" in result.stdout and "reporting results only" in result.stdout
 
 
 def test_translate_files_and_stdin(dates_run: tuple[Path, dict], tmp_path: Path) -> None:
@@ -70,7 +72,8 @@ def test_train_error_is_one_line(tmp_path: Path) -> None:
     result = nmt("train", "data=multi30k_deen", f"data.dir={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        f"nmt train: error: data directory not found: {tmp_path / 'nowhere'} (set data.dir=DIR or NMT_MULTI30K=DIR)")
+        f"nmt train: error: Multi30k not found in {tmp_path / 'nowhere'}: download it with 'nmt data multi30k --dir "
+        f"{tmp_path / 'nowhere'}' (or set NMT_MULTI30K or data.dir=DIR)")
     assert "Traceback" not in result.stderr
 
 

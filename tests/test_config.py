@@ -104,11 +104,14 @@ def test_the_data_files_of_every_split_must_exist(tmp_path: Path) -> None:
     for split in ("train", "val"):
         for lang in ("de", "en"):
             (tmp_path / f"{split}.{lang}").write_text("a\n")
-    with pytest.raises(NmtError, match=rf"data file not found: {tmp_path}/test_2016_flickr.de "
-                                       r"\(data.splits.test='test_2016_flickr'; set data.dir=DIR or NMT_MULTI30K"):
+    with pytest.raises(NmtError, match=rf"Multi30k not found in {tmp_path} \(no test_2016_flickr.de; "
+                                       r"data.splits.test='test_2016_flickr'\): download it with 'nmt data multi30k"):
         validate(compose_config(["data=multi30k_deen", f"data.dir={tmp_path}"]))
-    with pytest.raises(NmtError, match=r"data directory not found: .*nowhere \(set data.dir=DIR or NMT_MULTI30K=DIR"):
-        validate(compose_config(["data=multi30k_deen", f"data.dir={tmp_path / 'nowhere'}"]))
+    with pytest.raises(NmtError, match=rf"data file not found: {tmp_path}/test_2016_flickr.de "
+                                       r"\(data.splits.test='test_2016_flickr'; set data.dir=DIR\)"):
+        validate(compose_config(["data=multi30k_deen", f"data.dir={tmp_path}", "data.download=null"]))
+    with pytest.raises(NmtError, match=r"data directory not found: .*nowhere \(set data.dir=DIR\)"):
+        validate(compose_config(["data=multi30k_deen", f"data.dir={tmp_path / 'nowhere'}", "data.download=null"]))
 
 
 def _refuse(args: list[str], capsys: pytest.CaptureFixture) -> str:
@@ -153,8 +156,8 @@ def test_a_bad_override_is_one_line_before_anything_is_created(overrides: list[s
 def test_a_missing_multi30k_says_how_to_point_at_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     err = _refuse(["experiment=multi30k_gru", f"data.dir={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'r'}"],
                   capsys)
-    assert err == f"nmt train: error: data directory not found: {tmp_path / 'nowhere'} (set data.dir=DIR or " \
-                  f"NMT_MULTI30K=DIR)"
+    assert err == f"nmt train: error: Multi30k not found in {tmp_path / 'nowhere'}: download it with 'nmt data " \
+                  f"multi30k --dir {tmp_path / 'nowhere'}' (or set NMT_MULTI30K or data.dir=DIR)"
     assert not (tmp_path / "r").exists()
 
 

@@ -17,9 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from nmt import NmtError, data
 from nmt.data import encode, filter_pairs, load_split, prepare, read_lines, read_parallel, split_files
 from nmt.tokenizer import Tokenizer, train_sentencepiece
-from tests.conftest import compose_config
+from tests.conftest import MULTI30K, compose_config, needs_multi30k
 
-MULTI30K = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
 PAIRS = [("ein Hund läuft", "a dog runs"), ("zwei Katzen", "two cats"), ("Guten Morgen!", "good morning!")]
 DEV = [("ja", "yes")]
 
@@ -203,10 +202,11 @@ def test_hf_hub_offline_fails_fast_on_one_line(tmp_path: Path) -> None:
     assert "'opus_books'" in lines[0] and "data.format=text|tsv|jsonl data.dir=" in lines[0]
 
 
-@pytest.mark.skipif(not MULTI30K.is_dir(), reason="no Multi30k in ../shared/data/multi30k")
+@needs_multi30k
 @pytest.mark.parametrize(("option", "source", "target"), [("multi30k_deen", "de", "en"), ("multi30k_fren", "fr", "en"),
                                                           ("multi30k_ende", "en", "de")])
-def test_multi30k_configs_read_the_shared_corpus(option: str, source: str, target: str, tmp_path: Path) -> None:
+def test_multi30k_configs_read_the_real_corpus(option: str, source: str, target: str, tmp_path: Path) -> None:
+    assert MULTI30K is not None
     cfg = compose_config([f"data={option}", f"data.dir={MULTI30K}", f"data.cache_dir={tmp_path}"]).data
     dev = load_split(cfg, prepare(cfg, tmp_path), "dev")
     assert len(dev) == 1014

@@ -1,4 +1,4 @@
-"""The Multi30k recipe script end to end on the real data (../shared/data/multi30k, or $NMT_MULTI30K), shrunk
+"""The Multi30k recipe script end to end on the real data (the folder $NMT_MULTI30K names), shrunk
 to a small model and 150 updates at a learning rate of 3e-3 (a budget in updates, so that a slower machine trains as
 much): train, average, beam-search the test set, score, plot; then the BLEU-by-length comparison script on that run.
 Measured for seeds 1, 2 and 3 (Intel Xeon with AVX512-BF16, no AMX, one thread, the recipe's label smoothing 0.1):
@@ -13,19 +13,21 @@ from pathlib import Path
 
 import pytest
 
+from nmt.download import MULTI30K_DIR
+from tests.conftest import MULTI30K, needs_multi30k
+
 ROOT = Path(__file__).resolve().parent.parent
-MULTI30K = Path(os.environ.get("NMT_MULTI30K", ROOT.parent / "shared" / "data" / "multi30k"))
 SMALL = ["model.emb_size=128", "model.hidden_size=128", "model.decoder_hidden_size=256", "model.attention_size=128",
          "tokenizer.vocab_size=4000", "train.max_steps=150", "train.lr=3e-3", "train.validate_every=75",
          "train.plot_attention=0", "train.threads=1", "seed=1"]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (MULTI30K / "train.de").is_file(), reason=f"Multi30k not found in {MULTI30K}")
+@needs_multi30k
 def test_multi30k_recipe_learns_german_to_english(tmp_path: Path) -> None:
     run = tmp_path / "gru"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "NMT_MULTI30K": str(MULTI30K)}
+           "NMT_MULTI30K": str(MULTI30K), "OMP_NUM_THREADS": "1"}  # one core: the other runs other tests
     done = subprocess.run(["bash", str(ROOT / "recipes/multi30k/run.sh"), "gru", "de-en", str(run), *SMALL],
                           env=env, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -58,3 +60,16 @@ def test_multi30k_recipe_learns_german_to_english(tmp_path: Path) -> None:
     assert sum(int(r[1]) for r in rows[1:]) == 1000
     assert all(0.0 <= float(r[2]) <= 100.0 for r in rows[1:]) and max(float(r[2]) for r in rows[1:]) >= 6.0
     assert (tmp_path / "length.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(("script", "first"), [("run.sh", "train.de"), ("compare.sh", "test_2016_flickr.de")])
+def test_without_multi30k_the_recipes_name_the_download_command(script: str, first: str, tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "NMT_MULTI30K"}
+    env.update(HOME=str(tmp_path), PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run(["bash", str(ROOT / "recipes/multi30k" / script)], env=env, capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    folder = Path(MULTI30K_DIR.replace("~", str(tmp_path), 1))  # the default folder of the configs and `nmt data`
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [f"{script}: Multi30k not found in {folder} (no {first}): download it with "
+                                        f"'nmt data multi30k' (or set NMT_MULTI30K)"]
+    assert list(tmp_path.iterdir()) == []  # nothing trained, nothing written

@@ -114,7 +114,7 @@ def test_health_languages_and_openapi(client: TestClient) -> None:
     assert client.get("/languages").json() == [{"code": "txt", "name": "txt", "targets": ["iso"]},
                                                {"code": "iso", "name": "iso", "targets": []}]
     schema = client.get("/openapi.json").json()
-    assert {"/translate", "/languages", "/v1/translate", "/v1/models", "/health"} <= set(schema["paths"])
+    assert {"/translate", "/languages", "/v1/translate", "/v1/models", "/v1/limits", "/health"} <= set(schema["paths"])
     body = schema["paths"]["/v1/translate"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert {"sentences", "beam_size", "nbest", "attention"} <= set(body["properties"])
     assert "application/x-www-form-urlencoded" in schema["paths"]["/translate"]["post"]["requestBody"]["content"]
@@ -140,6 +140,32 @@ def test_models_describe_runs_and_their_scores(client: TestClient, dates_run: tu
     assert dates["scores"]["dev"]["exact"] >= 90
     assert set(dates["batching"]) == {"batches", "sentences", "requests", "rejected", "queued"}
     assert (tf["attention"], tf["layers"], tf["heads"], tf["design"]) == ("heads", 2, 4, "transformer_small")
+
+
+def test_limits_are_the_ones_the_server_enforces(client: TestClient) -> None:
+    limits = client.get("/v1/limits").json()
+    assert limits == {"max_chars": 120, "max_sentences": 8, "max_body_bytes": 4000, "max_beam": 8, "max_nbest": 4,
+                      "request_timeout": 60.0}
+    assert limits == {name: getattr(LIMITS, name) for name in limits}
+    described = client.get("/openapi.json").json()["paths"]["/v1/limits"]["get"]
+    assert "max_beam" in described["description"] and described["responses"]["200"]["content"]
+
+    def status(**body: object) -> int:
+        return client.post("/v1/translate", json={"sentences": [DATE], **body}).status_code
+
+    # At each limit a request passes; one past it is refused.
+    assert (status(beam_size=limits["max_beam"]), status(beam_size=limits["max_beam"] + 1)) == (200, 422)
+    assert (status(beam_size=8, nbest=limits["max_nbest"]), status(beam_size=8, nbest=limits["max_nbest"] + 1)) \
+        == (200, 422)
+    padded = DATE.ljust(limits["max_chars"])  # characters are counted before whitespace is tidied
+    assert (status(sentences=[padded]), status(sentences=[padded + " "])) == (200, 413)
+    assert (libre(client, q=padded).status_code, libre(client, q=padded + " ").status_code) == (200, 413)
+    blanks = [""] * (limits["max_sentences"] - 1)  # blank sentences count, though they are not translated
+    assert (status(sentences=[DATE, *blanks]), status(sentences=[DATE, *blanks, ""])) == (200, 413)
+    body = json.dumps({"sentences": [DATE]})
+    for size, expected in ((limits["max_body_bytes"], 200), (limits["max_body_bytes"] + 1, 413)):
+        response = client.post("/v1/translate", content=body.ljust(size), headers={"Content-Type": "application/json"})
+        assert response.status_code == expected
 
 
 def test_libretranslate_text_list_and_lines(client: TestClient, translator: Translator) -> None:

@@ -1,7 +1,9 @@
-// nmt's page: translate through POST /v1/translate and draw the attention as an SVG heatmap.
-// Rows are target units (subword pieces, or words), columns source units; hovering or tapping a target label (or
-// a cell of its row) highlights the source units it attends to, and a source label the target units attending to
-// it. The hooks tests use are listed in README.md beside this file.
+// nmt's page: translate through POST /v1/translate and draw the attention as an SVG heatmap, with the same weights
+// in a table for screen readers (shown on request). Rows are target units (subword pieces, or words), columns source
+// units; hovering, tapping or focusing a target label (or hovering a cell of its row) highlights the source units it
+// attends to, and a source label the target units attending to it. The inputs are bounded by the server's own
+// limits (GET /v1/limits): a request the server would refuse for them is refused here, before it is sent. The hooks
+// tests use are listed in README.md beside this file.
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -11,9 +13,11 @@ const $ = (id) => document.getElementById(id);
 
 const page = {
   models: [],       // GET /v1/models
+  limits: null,     // GET /v1/limits
+  counterTimer: 0,  // the pending update of the counter's screen-reader twin
   result: null,     // the last POST /v1/translate answer
   selected: 0,      // the sentence shown in the n-best list and the heatmap
-  view: null,       // what the heatmap shows: {matrix, src, trg}
+  view: null,       // what the heatmap shows: {matrix, src, trg, unit, scores}
 };
 
 function setState(state, status = "") {
@@ -61,8 +65,10 @@ async function getJSON(url) {
 
 async function loadModels() {
   try {
-    const [models, health] = await Promise.all([getJSON("/v1/models"), getJSON("/health")]);
+    const [models, health, limits] = await Promise.all([getJSON("/v1/models"), getJSON("/health"),
+      getJSON("/v1/limits")]);
     page.models = models;
+    page.limits = limits;
     const select = $("model");
     select.replaceChildren(...models.map((m) => {
       const option = document.createElement("option");
@@ -71,11 +77,28 @@ async function loadModels() {
       return option;
     }));
     $("key-field").hidden = !health.api_key_required;
+    applyLimits();
     modelChanged();
+    $("translate").disabled = false;
     setState("ready");
   } catch (e) {
     showError(e.message || String(e));
   }
+}
+
+const formatNumber = (n) => n.toLocaleString("en");
+
+// Characters as the server counts them (code points, not UTF-16 units).
+const characters = (text) => [...text].length;
+
+// The inputs offer no more than the server takes: the beam size and n-best up to its limits, and the text box up
+// to its sentences per request of its characters per sentence (each line is a sentence).
+function applyLimits() {
+  const limits = page.limits;
+  $("beam").max = limits.max_beam;
+  $("nbest-size").max = limits.max_nbest;
+  $("source").maxLength = limits.max_sentences * (limits.max_chars + 1) - 1;
+  updateCounter(true);
 }
 
 function currentModel() {
@@ -85,31 +108,109 @@ function currentModel() {
 function modelChanged() {
   const m = currentModel();
   if (!m) return;
-  const beam = Number(m.decode.beam_size);
-  $("beam").value = beam > 1 ? beam : 5;
+  const beam = Math.min(Number(m.decode.beam_size) > 1 ? Number(m.decode.beam_size) : 5, page.limits.max_beam);
+  $("beam").value = beam;
+  $("nbest-size").value = Math.min(beam, 5, page.limits.max_nbest);
   const scores = Object.entries(m.scores || {}).map(([split, s]) =>
     `${split} ${"bleu" in s ? `BLEU ${s.bleu.toFixed(2)}` : ""}`.trim()).join(", ");
   $("model-info").textContent = `${m.arch}, ${m.parameters.toLocaleString()} parameters` +
     (scores ? `; ${scores}` : "");
 }
 
+// "42 / 1,000 characters" for the longest line (and the lines, when there are several), with data-level "near" from
+// 90% of a limit and "over" past one. Screen readers hear it through a twin updated once typing pauses.
+function updateCounter(now = false) {
+  const limits = page.limits;
+  if (!limits) return;
+  const lines = $("source").value.split("\n");
+  const longest = lines.reduce((most, line) => Math.max(most, characters(line)), 0);
+  let text = `${formatNumber(longest)} / ${formatNumber(limits.max_chars)} characters`;
+  if (lines.length > 1) {
+    text = `longest line ${text}, ${formatNumber(lines.length)} / ${formatNumber(limits.max_sentences)} lines`;
+  }
+  const over = longest > limits.max_chars || lines.length > limits.max_sentences;
+  const near = longest >= 0.9 * limits.max_chars || lines.length >= limits.max_sentences;
+  const counter = $("char-count");
+  counter.textContent = text;
+  counter.dataset.level = over ? "over" : near ? "near" : "";
+  const spoken = over ? `${text}: over this server's limit` : near ? `${text}: near this server's limit` : text;
+  clearTimeout(page.counterTimer);
+  if (now) {
+    $("char-count-sr").textContent = spoken;
+  } else {
+    page.counterTimer = setTimeout(() => { $("char-count-sr").textContent = spoken; }, 800);
+  }
+}
+
+// The value of a number input if it is a whole number, else NaN.
+function wholeNumber(id) {
+  const value = $(id).value.trim();
+  return /^\d+$/.test(value) ? Number(value) : NaN;
+}
+
+// What in the form the server would refuse, as {field, message}; null when nothing.
+function problemWith(lines) {
+  const limits = page.limits;
+  const beam = wholeNumber("beam");
+  if (!(beam >= 1 && beam <= limits.max_beam)) {
+    return {field: "beam", message: `Beam size must be a whole number from 1 to ${limits.max_beam} (this ` +
+      "server's limit)."};
+  }
+  const nbest = wholeNumber("nbest-size");
+  if (!(nbest >= 1 && nbest <= limits.max_nbest)) {
+    return {field: "nbest-size", message: `N-best must be a whole number from 1 to ${limits.max_nbest} (this ` +
+      "server's limit)."};
+  }
+  if (nbest > beam) {
+    return {field: "nbest-size", message: `N-best (${nbest}) cannot exceed the beam size (${beam}).`};
+  }
+  if (!lines.some((line) => line.trim())) {
+    return {field: "source", message: "Nothing to translate: type a sentence first."};
+  }
+  if (lines.length > limits.max_sentences) {
+    return {field: "source", message: `There are ${formatNumber(lines.length)} lines; this server translates ` +
+      `at most ${formatNumber(limits.max_sentences)} in one request.`};
+  }
+  const long = lines.findIndex((line) => characters(line) > limits.max_chars);
+  if (long >= 0) {
+    return {field: "source", message: `Line ${long + 1} has ${formatNumber(characters(lines[long]))} ` +
+      `characters; this server takes at most ${formatNumber(limits.max_chars)} per line.`};
+  }
+  return null;
+}
+
+function refuse({field, message}) {
+  showError(message);
+  $(field).setAttribute("aria-invalid", "true");
+  $(field).focus();
+}
+
 async function translate(event) {
   event.preventDefault();
+  if (!page.limits) return;
   clearError();
+  document.querySelectorAll("[aria-invalid]").forEach((el) => el.removeAttribute("aria-invalid"));
   const lines = $("source").value.split("\n");
-  if (!lines.some((line) => line.trim())) {
-    showError("Nothing to translate: type a sentence first.");
+  const problem = problemWith(lines);
+  if (problem) {
+    refuse(problem);
     return;
   }
-  const beam = Number($("beam").value);
   const body = {
     model: $("model").value,
     sentences: lines,
-    beam_size: beam,
-    nbest: Math.min(beam, 5),
+    beam_size: wholeNumber("beam"),
+    nbest: wholeNumber("nbest-size"),
     attention: $("show-attention").checked,
   };
   if ($("api-key").value) body.api_key = $("api-key").value;
+  const json = JSON.stringify(body);
+  const bytes = new TextEncoder().encode(json).length;
+  if (bytes > page.limits.max_body_bytes) {
+    refuse({field: "source", message: `The request would be ${formatNumber(bytes)} bytes; this server takes at ` +
+      `most ${formatNumber(page.limits.max_body_bytes)}.`});
+    return;
+  }
   setState("busy", "translating…");
   $("translate").disabled = true;
   try {
@@ -118,7 +219,7 @@ async function translate(event) {
       response = await fetch("/v1/translate", {
         method: "POST",
         headers: {"Content-Type": "application/json"},
-        body: JSON.stringify(body),
+        body: json,
       });
     } catch (e) {
       showError(`Cannot reach the server: ${e.message || e}.`);
@@ -130,6 +231,7 @@ async function translate(event) {
     }
     page.result = await response.json();
     page.selected = Math.max(0, page.result.translations.findIndex((t) => t.src_pieces.length > 0));
+    $("copy-status").textContent = "";
     showResult();
     setState("done");
   } finally {
@@ -146,6 +248,7 @@ function showResult() {
     item.dataset.sentenceIndex = k;
     item.tabIndex = 0;
     item.classList.toggle("selected", k === page.selected);
+    if (k === page.selected) item.setAttribute("aria-current", "true");
     const pick = () => { page.selected = k; showResult(); };
     item.addEventListener("click", pick);
     item.addEventListener("keydown", (e) => { if (e.key === "Enter") pick(); });
@@ -167,6 +270,43 @@ function showResult() {
   $("alignment").textContent = t.alignment;
   setUpViewControls(t);
   drawHeatmap();
+}
+
+// Copy every translated line: through the Clipboard API where the page is a secure context (https, or this
+// machine), else by selecting the text in a scratch box for the browser's copy command.
+async function copyTranslation() {
+  const status = $("copy-status");
+  status.textContent = "";
+  const text = page.result.translations.map((t) => t.text).join("\n");
+  let copied = false;
+  if (navigator.clipboard && window.isSecureContext) {
+    try {
+      await navigator.clipboard.writeText(text);
+      copied = true;
+    } catch (e) {
+      copied = false;
+    }
+  }
+  if (!copied) copied = copyBySelection(text);
+  status.textContent = copied ? "Copied" : "Could not copy: select the translation and press Ctrl+C";
+}
+
+function copyBySelection(text) {
+  const scratch = document.createElement("textarea");
+  scratch.value = text;
+  scratch.readOnly = true;
+  scratch.className = "scratch";
+  document.body.append(scratch);
+  scratch.select();
+  let copied = false;
+  try {
+    copied = document.execCommand("copy");
+  } catch (e) {
+    copied = false;
+  }
+  scratch.remove();
+  $("copy").focus();
+  return copied;
 }
 
 function setUpViewControls(t) {
@@ -201,9 +341,11 @@ function currentView(t) {
       matrix: mergeWords(matrix, t.src_word_ids, t.trg_word_ids),
       src: t.src_words,
       trg: t.trg_words,
+      unit: "word",
     };
   }
-  return {matrix, src: [...t.src_pieces, EOS], trg: [...t.trg_pieces, EOS], scores: t.token_scores};
+  return {matrix, src: [...t.src_pieces, EOS], trg: [...t.trg_pieces, EOS], scores: t.token_scores,
+    unit: "subword"};
 }
 
 // Subword attention merged into words as nmt.words.word_attention does: a source word sums its pieces' columns,
@@ -233,6 +375,8 @@ function color(weight) {
   return `rgb(${shade(247, 8)}, ${shade(251, 48)}, ${shade(255, 107)})`;
 }
 
+const argmax = (values) => values.reduce((best, v, k) => (v > values[best] ? k : best), 0);
+
 function drawHeatmap() {
   const container = $("heatmap");
   const t = page.result && page.result.translations[page.selected];
@@ -240,36 +384,54 @@ function drawHeatmap() {
   $("attention-panel").hidden = !view;
   if (!view) {
     container.replaceChildren();
+    $("attention-table-box").replaceChildren();
     return;
   }
-  const {matrix, src, trg} = view;
+  const {matrix, src, trg, unit} = view;
   const charWidth = 8;
   const left = 12 + charWidth * Math.max(...trg.map((s) => s.length), 3);
   const top = 12 + charWidth * 0.9 * Math.max(...src.map((s) => s.length), 3);
   const width = left + CELL * src.length + 10;
   const height = top + CELL * trg.length + 10;
-  const svg = svgElement("svg", {width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
-    "aria-label": "attention heatmap"});
+  const svg = svgElement("svg", {width, height, viewBox: `0 0 ${width} ${height}`, role: "group",
+    "aria-label": `attention heatmap, ${trg.length} translation ${unit}s by ${src.length} source ${unit}s ` +
+      "(the table of attention weights has the same numbers)"});
 
-  src.forEach((label, i) => {
+  // Each label is a button that highlights its row or column; its name says which unit of the other side it
+  // shares the most attention with.
+  const label = (attributes, text, name, highlight) => {
+    const el = svgElement("text", {...attributes, tabindex: 0, role: "button", "aria-label": name}, text);
+    el.addEventListener("mouseenter", highlight);
+    el.addEventListener("focus", highlight);
+    el.addEventListener("click", highlight);
+    el.addEventListener("blur", (e) => { if (!svg.contains(e.relatedTarget)) clearHighlight(); });
+    el.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        highlight();
+      }
+    });
+    return el;
+  };
+  src.forEach((text, i) => {
+    const column = matrix.map((row) => row[i]);
+    const best = argmax(column);
     const x = left + CELL * i + CELL / 2;
-    const text = svgElement("text", {class: "label src-label", "data-src-index": i, tabindex: 0,
-      transform: `translate(${x}, ${top - 6}) rotate(-60)`}, label);
-    text.addEventListener("mouseenter", () => highlightSource(i));
-    text.addEventListener("focus", () => highlightSource(i));
-    text.addEventListener("click", () => highlightSource(i));
-    svg.append(text);
+    svg.append(label({class: "label src-label", "data-src-index": i,
+      transform: `translate(${x}, ${top - 6}) rotate(-60)`}, text,
+    `${text}, source ${unit} ${i + 1} of ${src.length}: most attended by ${trg[best]} ` +
+      `(${column[best].toFixed(2)})`, () => highlightSource(i)));
   });
-  trg.forEach((label, j) => {
+  trg.forEach((text, j) => {
+    const best = argmax(matrix[j]);
     const y = top + CELL * j + CELL / 2 + 4;
-    const text = svgElement("text", {class: "label trg-label", "data-trg-index": j, tabindex: 0,
-      x: left - 6, y, "text-anchor": "end"}, label);
-    if (view.scores) text.append(svgElement("title", {}, `log-probability ${view.scores[j].toFixed(3)}`));
-    text.addEventListener("mouseenter", () => highlightTarget(j));
-    text.addEventListener("focus", () => highlightTarget(j));
-    text.addEventListener("click", () => highlightTarget(j));
-    svg.append(text);
+    const el = label({class: "label trg-label", "data-trg-index": j, x: left - 6, y, "text-anchor": "end"}, text,
+      `${text}, translation ${unit} ${j + 1} of ${trg.length}: attends most to ${src[best]} ` +
+        `(${matrix[j][best].toFixed(2)})`, () => highlightTarget(j));
+    if (view.scores) el.append(svgElement("title", {}, `log-probability ${view.scores[j].toFixed(3)}`));
+    svg.append(el);
   });
+  const cells = svgElement("g", {"aria-hidden": "true"});
   matrix.forEach((row, j) => row.forEach((weight, i) => {
     const cell = svgElement("rect", {class: "cell", "data-trg-index": j, "data-src-index": i,
       "data-weight": weight, x: left + CELL * i, y: top + CELL * j, width: CELL - 1, height: CELL - 1,
@@ -277,11 +439,46 @@ function drawHeatmap() {
     cell.append(svgElement("title", {}, `${trg[j]} → ${src[i]}: ${weight.toFixed(3)}`));
     cell.addEventListener("mouseenter", () => highlightTarget(j));
     cell.addEventListener("click", () => highlightTarget(j));
-    svg.append(cell);
+    cells.append(cell);
   }));
-  svg.addEventListener("mouseleave", clearHighlight);
+  svg.append(cells);
+  svg.addEventListener("mouseleave", clearHighlight);  // no focus listener here: it would make the svg a tab stop
   container.replaceChildren(svg);
   page.view = view;
+  drawTable(view);
+}
+
+// The heatmap as a table: source units as column headers, target units as row headers, the weights in the cells.
+function drawTable({matrix, src, trg, unit}) {
+  const cell = (tag, text, attributes = {}) => {
+    const el = document.createElement(tag);
+    el.textContent = text;
+    for (const [k, v] of Object.entries(attributes)) el.setAttribute(k, v);
+    return el;
+  };
+  const table = cell("table", "", {id: "attention-table"});
+  table.append(cell("caption", `Attention weights: a row per translation ${unit}, a column per source ${unit}`));
+  const head = document.createElement("thead");
+  const header = document.createElement("tr");
+  header.append(cell("td", ""), ...src.map((text) => cell("th", text, {scope: "col"})));
+  head.append(header);
+  const body = document.createElement("tbody");
+  body.append(...matrix.map((row, j) => {
+    const tr = document.createElement("tr");
+    tr.append(cell("th", trg[j], {scope: "row"}), ...row.map((weight) => {
+      const td = cell("td", weight.toFixed(2));
+      td.style.background = color(weight);
+      td.classList.toggle("dark", weight > 0.5);
+      return td;
+    }));
+    return tr;
+  }));
+  table.append(head, body);
+  $("attention-table-box").replaceChildren(table);
+}
+
+function showTable() {
+  $("attention-table-box").classList.toggle("visually-hidden", !$("show-table").checked);
 }
 
 function clearHighlight() {
@@ -320,7 +517,13 @@ document.addEventListener("DOMContentLoaded", () => {
   $("source").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("form").requestSubmit();
   });
+  $("source").addEventListener("input", () => updateCounter());
+  for (const id of ["source", "beam", "nbest-size"]) {
+    $(id).addEventListener("input", () => $(id).removeAttribute("aria-invalid"));
+  }
   $("model").addEventListener("change", modelChanged);
+  $("copy").addEventListener("click", copyTranslation);
+  $("show-table").addEventListener("change", showTable);
   for (const id of ["units", "layer", "head"]) $(id).addEventListener("change", drawHeatmap);
   loadModels();
 });

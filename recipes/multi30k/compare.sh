@@ -10,15 +10,22 @@
 #     OUTPUT   image file, default runs/multi30k_PAIR_bleu_by_length.png
 #     RUN_DIR  default: those of runs/multi30k_PAIR_{gru,transformer,sutskever,cho} that have translations
 #   recipes/multi30k/compare.sh de-en recipes/multi30k/bleu_by_length.png
-#   NMT_MULTI30K=/data/multi30k recipes/multi30k/compare.sh      (the data folder; default ../shared/data/multi30k)
+#   NMT_MULTI30K=/data/multi30k recipes/multi30k/compare.sh  (the data folder; default ~/.cache/nmt/data/multi30k)
 set -euo pipefail
 pair=${1:-de-en}
 src=${pair%-*}
 trg=${pair#*-}
 output=${2:-runs/multi30k_${src}${trg}_bleu_by_length.png}
 shift $(( $# < 2 ? $# : 2 ))
-data=${NMT_MULTI30K:-../shared/data/multi30k}
+data=${NMT_MULTI30K:-$HOME/.cache/nmt/data/multi30k}
 test=test_2016_flickr
+for file in "$test.$src" "$test.$trg"; do
+  if [ ! -f "$data/$file" ]; then
+    echo "compare.sh: Multi30k not found in $data (no $file): download it with 'nmt data multi30k'" \
+         "(or set NMT_MULTI30K)" >&2
+    exit 1
+  fi
+done
 
 runs=("$@")
 if [ ${#runs[@]} -eq 0 ]; then

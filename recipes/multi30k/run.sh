@@ -10,7 +10,9 @@
 #     RUN_DIR  default runs/multi30k_PAIR_DESIGN
 #   recipes/multi30k/run.sh gru de-en
 #   recipes/multi30k/run.sh transformer en-de runs/tf-ende seed=2
-#   NMT_MULTI30K=/data/multi30k recipes/multi30k/run.sh      (the data folder; default ../shared/data/multi30k)
+#   NMT_MULTI30K=/data/multi30k recipes/multi30k/run.sh      (the data folder; default ~/.cache/nmt/data/multi30k)
+#
+# The data: `nmt data multi30k` downloads it into that folder.
 #
 # Running it again continues (or skips) the training in RUN_DIR: train.resume=true. Training itself does not read
 # the test set (train.test=false): settings are chosen on dev.
@@ -21,8 +23,15 @@ src=${pair%-*}
 trg=${pair#*-}
 run=${3:-runs/multi30k_${src}${trg}_${design}}
 shift $(( $# < 3 ? $# : 3 ))
-data=${NMT_MULTI30K:-../shared/data/multi30k}
+data=${NMT_MULTI30K:-$HOME/.cache/nmt/data/multi30k}
 test=test_2016_flickr
+for file in "train.$src" "train.$trg" "val.$src" "val.$trg" "$test.$src" "$test.$trg"; do
+  if [ ! -f "$data/$file" ]; then
+    echo "run.sh: Multi30k not found in $data (no $file): download it with 'nmt data multi30k'" \
+         "(or set NMT_MULTI30K)" >&2
+    exit 1
+  fi
+done
 
 nmt train experiment="multi30k_$design" data="multi30k_$src$trg" hydra.run.dir="$run" train.resume=true \
   train.test=false "$@"
