@@ -546,6 +546,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                     "  POST /translate, GET /languages   LibreTranslate's API (the language pair picks the model)\n"
                     "  POST /v1/translate                n-best lists, token scores, pieces, alignments, attention\n"
                     "  GET /v1/models, GET /health       the models (scores, batching counters); readiness\n"
+                    "  GET /v1/limits                    the most a request may ask for (the --max-* options)\n"
                     "  GET /                             a page to translate and explore attention\n"
                     "  GET /openapi.json                 the API's description\n"
                     "Models load as for `nmt translate` and are warmed up before /health says ready. Concurrent\n"
