@@ -90,7 +90,7 @@ def main() -> None:
     except NmtError as e:
         sys.exit(f"decode: {e}")
 
-    from nmt.model import count_parameters
+    from nmt.models.builder import count_parameters
     from nmt.translate import Translator
 
     translator = Translator.from_run(args.run)

@@ -93,7 +93,7 @@ def worker(precision: str, updates: int, warmup: int, threads: int) -> dict:
     from nmt import data
     from nmt.batching import token_batches
     from nmt.config import CONF_DIR
-    from nmt.model import build_model, count_parameters
+    from nmt.models.builder import build_model, count_parameters
     from nmt.tokenizer import build_tokenizers
     from nmt.train import build_optimizer, train_update
 

@@ -15,7 +15,6 @@ from torch import Tensor
 from nmt import NmtError
 from nmt.batching import make_batch, token_batches
 from nmt.data import read_lines
-from nmt.transformer import TransformerSeq2Seq
 
 if TYPE_CHECKING:
     from nmt.translate import Translator
@@ -36,8 +35,8 @@ class Forced:
 
 
 def has_heads(translator: Translator) -> bool:
-    """Whether the model keeps per-layer, per-head attention (the Transformer)."""
-    return isinstance(translator.model, TransformerSeq2Seq)
+    """Whether the model keeps per-layer, per-head attention (a Transformer, or an ensemble of Transformers)."""
+    return translator.model.has_heads
 
 
 @torch.no_grad()

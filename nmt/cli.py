@@ -608,8 +608,8 @@ def run_serve(args: argparse.Namespace) -> None:
 
     from nmt.hardware import int8_engine, resolve_device
     from nmt.rundir import load_config
-    from nmt.serve import check_port, create_app, read_api_keys, serve
-    from nmt.service import ServerSettings, load_model, model_specs
+    from nmt.server.app import check_port, create_app, read_api_keys, serve
+    from nmt.server.service import ServerSettings, load_model, model_specs
     from nmt.translate import check_decode
 
     decode = {"beam_size": args.beam, "alpha": args.alpha, "max_len_a": args.max_len_a, "max_len_b": args.max_len_b,

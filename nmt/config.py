@@ -92,7 +92,7 @@ class TokenizerConfig(Group):
 
 
 class RecurrentConfig(Group):
-    """``conf/model`` with ``arch: rnn``: ``nmt.model.RecurrentSeq2Seq``."""
+    """``conf/model`` with ``arch: rnn``: ``nmt.models.recurrent.RecurrentSeq2Seq``."""
 
     name: str
     arch: Literal["rnn"]
@@ -123,7 +123,7 @@ class RecurrentConfig(Group):
 
 
 class TransformerConfig(Group):
-    """``conf/model`` with ``arch: transformer``: ``nmt.transformer.TransformerSeq2Seq``."""
+    """``conf/model`` with ``arch: transformer``: ``nmt.models.transformer.TransformerSeq2Seq``."""
 
     name: str
     arch: Literal["transformer"]

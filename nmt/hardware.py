@@ -19,9 +19,9 @@ speed, although torch's own "mkldnn bf16 supported" check says yes), ARM, and an
 
 bf16 products on a CPU run through oneDNN, which compiles a kernel for each product shape it meets and keeps up to
 1,024 of them, each holding megabytes: a product whose row count is new at every batch (the output projection of a
-batch's target tokens) costs a compilation per batch and grows the process. ``project_rows`` and ``pad_rows`` give
-such products a few dozen shapes, and the recurrent encoder, whose packed recurrence multiplies a different number
-of rows at every step, runs with CPU autocast off (fp32).
+batch's target tokens) costs a compilation per batch and grows the process. The models pad such products' rows to
+a few dozen shapes (``nmt.models.cpu_bf16``), and the recurrent encoder, whose packed recurrence multiplies a
+different number of rows at every step, runs with CPU autocast off (fp32).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
 from nmt import NmtError
 
@@ -52,7 +52,6 @@ FLAGS_THAT_MATTER = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16"
 REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "neon",
                   "asimd", "sve")
 BF16_MARGIN = 1.2  # bf16 must measure at least this many times the fp32 speed to be chosen
-ROW_MULTIPLE = 64  # bf16 products on the CPU over a varying number of rows get rows padded to a multiple of this
 
 
 @dataclass(frozen=True)
@@ -294,26 +293,6 @@ def _native_bf16(device: torch.device, m: Machine, threads: int, model: nn.Modul
     if speedup >= BF16_MARGIN:
         return True, f"{m.cpu} has {units} and {how}"
     return False, f"{m.cpu} has {units}, but {how}"
-
-
-def project_rows(layer: nn.Module, x: Tensor) -> Tensor:
-    """``layer(x)`` for rows ``x`` [N, H] whose count changes from batch to batch (a batch's target tokens).
-
-    Under bf16 autocast on a CPU the rows are padded with zeros to a multiple of ``ROW_MULTIPLE``, and the padding's
-    outputs dropped: the same values and gradients, from a few dozen product shapes rather than one per batch. A
-    Transformer's training (Xeon with AMX) grew to 4.5 GiB and fell from 4,300 to 3,500 target tokens/s within 5
-    minutes without it; with it, 1.5 GiB and no fall. Elsewhere (fp32, a GPU) ``layer(x)`` as it is.
-    """
-    if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
-        return layer(x)
-    return layer(pad_rows(x))[: x.size(0)]
-
-
-def pad_rows(x: Tensor) -> Tensor:
-    """``x`` [N, ...] with zero rows appended up to a multiple of ``ROW_MULTIPLE`` (for a product whose row count
-    changes from batch to batch, run by oneDNN: see ``project_rows``)."""
-    extra = -x.size(0) % ROW_MULTIPLE
-    return F.pad(x, (0, 0) * (x.dim() - 1) + (0, extra)) if extra else x
 
 
 def int8_engine(device: torch.device, m: Machine | None = None) -> str:

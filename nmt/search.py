@@ -1,6 +1,6 @@
 """Search: from a trained model and a batch of sources to output token sequences.
 
-Works with every model through its ``encode`` / ``init_state`` / ``step`` interface (see ``nmt.model``).
+Works with every model through its ``encode`` / ``init_state`` / ``step`` interface (``nmt.models.protocol``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from nmt import NmtError
-from nmt.model import select
+from nmt.models.protocol import select
 from nmt.tokenizer import BOS, EOS
 
 

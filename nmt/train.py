@@ -38,7 +38,7 @@ from nmt.batching import make_batch, token_batches
 from nmt.config import CONF_DIR, LOWER_IS_BETTER, validate
 from nmt.evaluate import score
 from nmt.hardware import Precision, resolve_device, resolve_precision, usable_cores
-from nmt.model import build_model, count_parameters
+from nmt.models.builder import build_model, count_parameters
 from nmt.tokenizer import PAD, build_tokenizers
 from nmt.translate import Translator
 

@@ -30,9 +30,9 @@ from tqdm import tqdm
 from nmt import NmtError, cannot_write, checkpoint
 from nmt.batching import make_batch, token_batches
 from nmt.config import DecodeConfig
-from nmt.ensemble import Ensemble
 from nmt.hardware import Precision, int8_engine, resolve_device, resolve_precision
-from nmt.model import build_model
+from nmt.models.builder import build_model
+from nmt.models.ensemble import Ensemble
 from nmt.rundir import load_config
 from nmt.search import STOPS, Hypothesis, NonFiniteScoresError, beam_search, greedy_search, max_output_lengths
 from nmt.tokenizer import Tokenizer, load_tokenizers
@@ -159,8 +159,8 @@ class Translator:
     def from_runs(cls, run_dirs: Sequence[str | Path], checkpoint_names: Sequence[str], quantize: str | None = None,
                   precision: Precision | str = "fp32", device: torch.device | str = "cpu",
                   **decode: object) -> Translator:
-        """Load one run (as :meth:`from_run`), or several as an :class:`nmt.ensemble.Ensemble` that averages their
-        probabilities at every step: one checkpoint name per run, or one for all. The runs must share their
+        """Load one run (as :meth:`from_run`), or several as an :class:`nmt.models.ensemble.Ensemble` that averages
+        their probabilities at every step: one checkpoint name per run, or one for all. The runs must share their
         sentencepiece models (a one-line error names the two that differ); the decoding settings are the first
         run's, with ``decode`` overriding them."""
         runs = [Path(r) for r in run_dirs]
@@ -344,27 +344,41 @@ def format_translation(t: Translation | None, line: int, nbest: int, scores: boo
     return f"{t.score:.4f}\t{t.text}\n" if scores else t.text + "\n"
 
 
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold back Ctrl-C while the block runs (so that output lines are written whole), then deliver it; a second
-    Ctrl-C (a write that blocks) is delivered at once. Only the main thread can do this; elsewhere a no-op."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
+class _CtrlC:
+    """Ctrl-C while a stream is translated: a KeyboardInterrupt at once (the search stops where it is), except while
+    output lines are written (``held``): then right after the write, so that lines are written whole; a second
+    Ctrl-C during a write that blocks is delivered at once. Every Ctrl-C is also remembered, and ``held`` raises
+    after the write of a chunk once one has come: the stream stops even where a library swallowed the exception."""
 
-    def hold(signum: int, frame: object) -> None:
-        if caught:
+    def __init__(self) -> None:
+        self.received = self.holding = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        again, self.received = self.received, True
+        if not self.holding or again:
             raise KeyboardInterrupt
-        caught.append(signum)
 
-    previous = signal.signal(signal.SIGINT, hold)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught and callable(previous):
-        previous(signal.SIGINT, None)
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """This handler for SIGINT while the block runs (only the main thread can install one: elsewhere a no-op)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        if self.received:
+            raise KeyboardInterrupt
 
 
 def _write(f: TextIO, text: str) -> None:
@@ -402,33 +416,35 @@ def translate_chunks(translator: Translator, chunks: Iterable[list[str]], out: T
     """
     start, count = time.perf_counter(), 0
     bar = tqdm(unit=" sent", disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    try:
-        for chunk in chunks:
-            texts = [" ".join(line.split()) for line in chunk]
-            keep = [i for i, t in enumerate(texts) if t]
-            results: list[Translation | None] = [None] * len(chunk)
-            interrupted = False  # Ctrl-C may come after the chunk's last sentence: it still stops the stream
-            try:
-                done = translator.translate([texts[i] for i in keep], [f"{name}:{count + i + 1}" for i in keep]) \
-                    if keep else []
-            except PartialTranslation as e:
-                done, interrupted = e.done, True
-            for i, t in zip(keep, done, strict=True):
-                results[i] = t
-            ready = next((i for i, t in enumerate(results) if t is None and texts[i]), len(chunk))
-            with _sigint_deferred():
-                _write(out, "".join(format_translation(t, count + i, nbest, scores)
-                                    for i, t in enumerate(results[:ready])))
-                if alignments is not None:
-                    _write(alignments, "".join((t.alignment if t else "") + "\n" for t in results[:ready]))
-                count += ready
-            bar.update(ready)
-            if interrupted:
-                raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        raise StreamInterrupted(count) from None
-    finally:
-        bar.close()
+    ctrl_c = _CtrlC()
+    with ctrl_c.installed():
+        try:
+            for chunk in chunks:
+                texts = [" ".join(line.split()) for line in chunk]
+                keep = [i for i, t in enumerate(texts) if t]
+                results: list[Translation | None] = [None] * len(chunk)
+                interrupted = False  # Ctrl-C may come after the chunk's last sentence: it still stops the stream
+                try:
+                    done = translator.translate([texts[i] for i in keep], [f"{name}:{count + i + 1}" for i in keep]) \
+                        if keep else []
+                except PartialTranslation as e:
+                    done, interrupted = e.done, True
+                for i, t in zip(keep, done, strict=True):
+                    results[i] = t
+                ready = next((i for i, t in enumerate(results) if t is None and texts[i]), len(chunk))
+                with ctrl_c.held():
+                    _write(out, "".join(format_translation(t, count + i, nbest, scores)
+                                        for i, t in enumerate(results[:ready])))
+                    if alignments is not None:
+                        _write(alignments, "".join((t.alignment if t else "") + "\n" for t in results[:ready]))
+                    count += ready
+                bar.update(ready)
+                if interrupted:
+                    raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise StreamInterrupted(count) from None
+        finally:
+            bar.close()
     elapsed = time.perf_counter() - start
     device = translator.device
     memory = (f"; peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB"

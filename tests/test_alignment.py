@@ -8,7 +8,7 @@ import torch
 
 from nmt import NmtError, dates
 from nmt.alignment import forced_attention, read_gold, score_alignments
-from nmt.transformer import TransformerSeq2Seq
+from nmt.models.transformer import TransformerSeq2Seq
 from nmt.translate import Translator
 from nmt.words import WORD_START, pharaoh, word_attention, word_ids, words
 

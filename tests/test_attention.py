@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from nmt.attention import BahdanauAttention, FixedContext, LuongAttention, build_attention, masked_softmax
+from nmt.models.attention import BahdanauAttention, FixedContext, LuongAttention, build_attention, masked_softmax
 
 
 def _memory() -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from nmt.cells import CELLS
+from nmt.models.cells import CELLS
 
 
 @pytest.mark.parametrize(("name", "reference"), [("rnn", nn.RNNCell), ("gru", nn.GRUCell), ("lstm", nn.LSTMCell)])
@@ -38,7 +38,7 @@ def test_gru_cell_runs_like_fused_gru_layer() -> None:
 def test_lstm_forget_gates_start_open() -> None:
     """b_f = 1 in the decoder's cells and in every layer and direction of the fused encoder LSTM; other biases
     keep their uniform initialisation."""
-    from nmt.encoder import RecurrentEncoder
+    from nmt.models.encoder import RecurrentEncoder
 
     cell = CELLS["lstm"](7, 5)
     assert torch.equal(cell.bias_ih[5:10] + cell.bias_hh[5:10], torch.ones(5))

@@ -12,7 +12,7 @@ import torch
 from omegaconf import OmegaConf
 
 from nmt import checkpoint
-from nmt.model import build_model
+from nmt.models.builder import build_model
 from nmt.tokenizer import Tokenizer
 from tests.conftest import compose_config
 

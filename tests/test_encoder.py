@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from nmt.encoder import RecurrentEncoder, reverse_padded
+from nmt.models.encoder import RecurrentEncoder, reverse_padded
 
 
 def test_reverse_padded_keeps_padding_in_place() -> None:

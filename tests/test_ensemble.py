@@ -1,4 +1,4 @@
-"""Ensembles (nmt.ensemble): the log of the members' mean probability at every step, in greedy and beam search;
+"""Ensembles (nmt.models.ensemble): the log of the members' mean probability at every step, in greedy and beam search;
 a model with itself is that model; two under-trained runs decode at least as well as the weaker; runs with other
 subwords are refused in one line."""
 
@@ -11,8 +11,8 @@ from torch.nn import functional as F
 
 from nmt import NmtError
 from nmt.batching import make_batch
-from nmt.ensemble import Ensemble
 from nmt.evaluate import score
+from nmt.models.ensemble import Ensemble
 from nmt.train import train
 from nmt.translate import Translator
 from tests.conftest import SMALL_DATES, compose_config

@@ -34,7 +34,8 @@ def test_serve_without_its_packages_is_one_line_naming_what_to_install(tmp_path:
 
 def test_every_other_command_works_without_the_extras(dates_run: tuple[Path, dict]) -> None:
     imported = subprocess.run([sys.executable, "-c", WITHOUT_EXTRAS + "import nmt, nmt.cli, nmt.translate, nmt.train, "
-                               "nmt.service, nmt.api, nmt.info"], capture_output=True, text=True, timeout=120)
+                               "nmt.server.service, nmt.server.schemas, nmt.info"],
+                              capture_output=True, text=True, timeout=120)
     assert imported.returncode == 0, imported.stderr
     for command in ("translate", "train", "serve", "info"):
         helped = without_extras(command, "--help")

@@ -8,6 +8,7 @@ format of stderr.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -391,6 +392,26 @@ def test_ctrl_c_after_a_chunk_s_last_sentence_still_stops_the_stream(dates_run: 
         translate_chunks(translator, [sources[:3], sources[3:]], out, "input", progress=False)
     assert stopped.value.lines == 3
     assert out.getvalue().splitlines() == [t.text for t in plain.translate(sources[:3])]
+
+
+def test_ctrl_c_whose_exception_a_library_swallowed_still_stops_the_stream(dates_run: tuple[Path, dict]) -> None:
+    """Ctrl-C is remembered as well as raised: where code between nmt and the signal swallows the KeyboardInterrupt
+    (simulated here by a translator that catches it), the stream still stops after writing that chunk."""
+    class Swallowing(Translator):
+        def translate(self, sentences: list[str], names: list[str] | None = None) -> list:
+            with contextlib.suppress(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+            return super().translate(sentences, names)
+
+    plain = Translator.from_run(dates_run[0])
+    translator = Swallowing(plain.model, plain.src_tok, plain.trg_tok, plain.decode, plain.max_src_length)
+    sources = (dates_run[0] / "data" / "test.txt").read_text(encoding="utf-8").splitlines()[:6]
+    out = io.StringIO()
+    with pytest.raises(StreamInterrupted) as stopped:
+        translate_chunks(translator, [sources[:3], sources[3:]], out, "input", progress=False)
+    assert stopped.value.lines == 3
+    assert out.getvalue().splitlines() == [t.text for t in plain.translate(sources[:3])]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
 
 
 # --- stderr holds nmt's log lines only --------------------------------------------------------------------------

@@ -5,7 +5,8 @@ import torch
 from torch.nn import functional as F
 
 from nmt.batching import make_batch
-from nmt.model import RecurrentSeq2Seq, build_model, count_parameters
+from nmt.models.builder import build_model, count_parameters
+from nmt.models.recurrent import RecurrentSeq2Seq
 from nmt.search import greedy_search, max_output_lengths
 from tests.conftest import compose_config
 

@@ -45,8 +45,8 @@ def test_a_wheel_installs_with_its_configs_and_runs_from_any_folder(tmp_path: Pa
         info = f"nmt_attention-{nmt.__version__}.dist-info"
         meta = email.message_from_bytes(archive.read(f"{info}/METADATA"))
     configs = {f"nmt/conf/{p.relative_to(ROOT / 'conf').as_posix()}" for p in (ROOT / "conf").rglob("*.yaml")}
-    static = {f"nmt/static/{p.name}" for p in (ROOT / "nmt" / "static").iterdir() if p.is_file()}
-    assert "nmt/conf/config.yaml" in configs and "nmt/static/index.html" in static
+    static = {f"nmt/server/static/{p.name}" for p in (ROOT / "nmt" / "server" / "static").iterdir() if p.is_file()}
+    assert "nmt/conf/config.yaml" in configs and "nmt/server/static/index.html" in static
     assert configs | static | {f"{info}/licenses/LICENSE", f"{info}/entry_points.txt"} <= names
     assert (meta["Name"], meta["Version"], meta["License-Expression"]) == ("nmt-attention", nmt.__version__, "MIT")
     assert {"serve", "tensorboard", "dev"} <= set(meta.get_all("Provides-Extra"))

@@ -25,11 +25,11 @@ from fastapi.testclient import TestClient
 from omegaconf import OmegaConf
 
 from nmt import checkpoint
-from nmt.batcher import MicroBatcher, QueueFull, SearchSettings
 from nmt.cli import main
-from nmt.model import build_model
-from nmt.serve import create_app
-from nmt.service import ServerSettings, load_model
+from nmt.models.builder import build_model
+from nmt.server.app import create_app
+from nmt.server.batcher import MicroBatcher, QueueFull, SearchSettings
+from nmt.server.service import ServerSettings, load_model
 from nmt.tokenizer import load_tokenizers
 from nmt.translate import Translator
 from nmt.words import word_attention

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from nmt import hardware
 from nmt.batching import make_batch
+from nmt.models import cpu_bf16
 from tests.test_model import SOURCES, TARGETS, VARIANTS, small_model
 
 
@@ -91,4 +91,4 @@ def test_under_cpu_bf16_the_deferred_product_runs_on_rows_padded_to_few_shapes()
         logits, _ = model(src, src != 0, trg)
     with Products(weight.shape) as products:
         logits.float().sum().backward()
-    assert products.inner == [hardware.ROW_MULTIPLE]
+    assert products.inner == [cpu_bf16.ROW_MULTIPLE]

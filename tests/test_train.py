@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from nmt import NmtError, checkpoint, rundir
 from nmt.checkpoint import step_checkpoints
 from nmt.config import CONF_DIR, validate
-from nmt.model import RecurrentSeq2Seq
+from nmt.models.recurrent import RecurrentSeq2Seq
 from nmt.train import (
     Checkpoints,
     CrossEntropy,

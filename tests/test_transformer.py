@@ -7,11 +7,12 @@ import torch
 from torch.nn import functional as F
 
 from nmt.batching import make_batch
-from nmt.model import build_model, select
+from nmt.models.builder import build_model
+from nmt.models.protocol import select
+from nmt.models.transformer import TransformerSeq2Seq
 from nmt.search import greedy_search, max_output_lengths
 from nmt.tokenizer import PAD
 from nmt.train import train
-from nmt.transformer import TransformerSeq2Seq
 from tests.conftest import compose_config
 
 VOCAB = 29

@@ -1,6 +1,6 @@
 """What ``nmt serve`` serves: the loaded runs, the server's limits, and the work behind each endpoint (model
 choice, search settings checked against the limits, translation through each model's micro-batcher), free of
-HTTP details: ``nmt.serve`` maps it onto the API.
+HTTP details: ``nmt.server.app`` maps it onto the API.
 
 Text is read as ``nmt translate`` reads a line: lone UTF-16 surrogates (from JSON escapes) become U+FFFD, runs of
 whitespace (tabs, control separators) one space. Nothing is truncated: a sentence over a limit is refused.
@@ -25,11 +25,11 @@ from omegaconf import DictConfig
 
 from nmt import NmtError
 from nmt.alignment import has_heads
-from nmt.api import Language, Limits, ModelInfo, Scored, SentenceResult
-from nmt.batcher import MicroBatcher, Output, QueueFull, SearchSettings
 from nmt.config import LOWER_IS_BETTER
-from nmt.model import count_parameters
+from nmt.models.builder import count_parameters
 from nmt.rundir import load_config
+from nmt.server.batcher import MicroBatcher, Output, QueueFull, SearchSettings
+from nmt.server.schemas import Language, Limits, ModelInfo, Scored, SentenceResult
 from nmt.translate import Translator
 from nmt.words import word_ids, words
 

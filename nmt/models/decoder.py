@@ -19,11 +19,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from nmt.attention import Attention, Encoded
-from nmt.cells import CELLS
-from nmt.stepwise import Linear, StepProducts, plain
+from nmt.models.attention import Attention
+from nmt.models.cells import CELLS
+from nmt.models.protocol import Tensors
+from nmt.models.stepwise import Linear, StepProducts, plain
 
-State = dict[str, Tensor]
 LayerStates = list[tuple[Tensor, ...]]
 
 
@@ -47,7 +47,7 @@ class RecurrentDecoder(nn.Module):
         self.attentional = nn.Linear(hidden_size + memory_size, hidden_size)
         self.dropout = nn.Dropout(dropout)
 
-    def init_state(self, enc: Encoded) -> State:
+    def init_state(self, enc: Tensors) -> Tensors:
         """s_0 = tanh(W_b h_final) (the bridge) or zeros, for every layer; the LSTM's c_0 likewise."""
         final = enc["final"]
         shape = (final.size(0), self.state_size, self.num_layers, self.hidden_size)
@@ -59,7 +59,7 @@ class RecurrentDecoder(nn.Module):
             state["feed"] = final.new_zeros(final.size(0), self.hidden_size)
         return state
 
-    def forward(self, emb: Tensor, enc: Encoded, state: State) -> tuple[Tensor, Tensor | None, State]:
+    def forward(self, emb: Tensor, enc: Tensors, state: Tensors) -> tuple[Tensor, Tensor | None, Tensors]:
         """Teacher forcing: embedded targets [B, T, E] -> attentional vectors [B, T, H], weights [B, T, S]."""
         w_emb, w_rest = self._first_layer_weights()
         # The embedding part of the first layer's input projection, for all steps in one product.
@@ -75,14 +75,14 @@ class RecurrentDecoder(nn.Module):
         attention = torch.stack(weights, 1) if weights[0] is not None else None
         return torch.stack(outputs, 1), attention, self._pack(layers, feed)
 
-    def step(self, emb: Tensor, enc: Encoded, state: State) -> tuple[Tensor, Tensor | None, State]:
+    def step(self, emb: Tensor, enc: Tensors, state: Tensors) -> tuple[Tensor, Tensor | None, Tensors]:
         """One decoding step: embedded previous token [B, E] -> t_i [B, H], a_i [B, S], new state."""
         w_emb, w_rest = self._first_layer_weights()
         layers, feed = self._unpack(state)
         t, a, layers = self._step(F.linear(emb, w_emb, self.cells[0].bias_ih), w_rest, layers, feed, enc)
         return t, a, self._pack(layers, t)
 
-    def _step(self, wx_emb: Tensor, w_rest: Tensor, layers: LayerStates, feed: Tensor | None, enc: Encoded,
+    def _step(self, wx_emb: Tensor, w_rest: Tensor, layers: LayerStates, feed: Tensor | None, enc: Tensors,
               linear: Linear = plain) -> tuple[Tensor, Tensor | None, LayerStates]:
         extra = [feed] if self.input_feeding else []
         if not self.attention.after_rnn:
@@ -103,12 +103,12 @@ class RecurrentDecoder(nn.Module):
         w = self.cells[0].weight_ih
         return w.split([self.emb_size, w.size(1) - self.emb_size], dim=1)
 
-    def _unpack(self, state: State) -> tuple[LayerStates, Tensor | None]:
+    def _unpack(self, state: Tensors) -> tuple[LayerStates, Tensor | None]:
         keys = ("h", "c")[: self.state_size]
         layers = [tuple(state[k][:, layer] for k in keys) for layer in range(self.num_layers)]
         return layers, state.get("feed")
 
-    def _pack(self, layers: LayerStates, feed: Tensor | None) -> State:
+    def _pack(self, layers: LayerStates, feed: Tensor | None) -> Tensors:
         state = {"h": torch.stack([s[0] for s in layers], 1)}
         if self.state_size == 2:
             state["c"] = torch.stack([s[1] for s in layers], 1)

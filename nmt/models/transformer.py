@@ -1,4 +1,5 @@
-"""Transformer encoder-decoder (Vaswani et al. 2017) behind the interface of ``nmt.model``.
+"""Transformer encoder-decoder (Vaswani et al. 2017) behind the interface of
+``nmt.models.protocol``.
 
     Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V
     MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O,   head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)
@@ -31,9 +32,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from nmt.attention import Encoded
-from nmt.decoder import State
-from nmt.hardware import project_rows
+from nmt.models.cpu_bf16 import project_rows
+from nmt.models.protocol import Tensors
 from nmt.tokenizer import PAD
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
@@ -163,6 +163,8 @@ class DecoderLayer(Layer):
 class TransformerSeq2Seq(nn.Module):
     """Embeddings + positions -> encoder layers -> decoder layers (with cross-attention) -> output layer."""
 
+    has_heads = True  # forward(..., return_all_attention=True): every layer's and head's cross-attention
+
     def __init__(self, src_vocab: int, trg_vocab: int, num_layers: int = 3, d_model: int = 256,
                  num_heads: int = 4, ff_size: int = 1024, dropout: float = 0.1, positions: str = "sinusoidal",
                  max_positions: int = 256, norm: str = "pre", activation: str = "relu",
@@ -220,7 +222,7 @@ class TransformerSeq2Seq(nn.Module):
             pe = self.pos_embed(positions)
         return self.dropout(table(tokens) * math.sqrt(self.d_model) + pe)
 
-    def encode(self, src: Tensor, src_mask: Tensor) -> Encoded:
+    def encode(self, src: Tensor, src_mask: Tensor) -> Tensors:
         x = self.embed(self.src_embed, src, torch.arange(src.size(1), device=src.device), src.size(1))
         mask = src_mask[:, None, None, :]
         for layer in self.encoder:
@@ -231,7 +233,7 @@ class TransformerSeq2Seq(nn.Module):
             enc[f"ck{i}"], enc[f"cv{i}"] = layer.cross_attn.kv(x)
         return enc
 
-    def init_state(self, enc: Encoded) -> State:
+    def init_state(self, enc: Tensors) -> Tensors:
         """Position 0 and empty self-attention caches [B, heads, 0, d_k]."""
         batch = enc["mask"].size(0)
         empty = enc["ck0"].new_zeros(batch, self.num_heads, 0, self.d_model // self.num_heads)
@@ -240,8 +242,8 @@ class TransformerSeq2Seq(nn.Module):
             state[f"k{i}"], state[f"v{i}"] = empty, empty
         return state
 
-    def decode(self, x: Tensor, enc: Encoded, state: State | None,
-               scored: Tensor | None = None) -> tuple[Tensor, list[Tensor], State]:
+    def decode(self, x: Tensor, enc: Tensors, state: Tensors | None,
+               scored: Tensor | None = None) -> tuple[Tensor, list[Tensor], Tensors]:
         """Embedded targets -> logits (of the ``scored`` positions only, if given), each layer's cross-attention,
         caches (``state`` None: all at once)."""
         mask, weights, caches = enc["mask"][:, None, None, :], [], {}
@@ -252,7 +254,7 @@ class TransformerSeq2Seq(nn.Module):
         x = self.decoder_norm(x)
         return (self.output(x) if scored is None else project_rows(self.output, x[scored])), weights, caches
 
-    def step(self, prev: Tensor, enc: Encoded, state: State) -> tuple[Tensor, Tensor, State]:
+    def step(self, prev: Tensor, enc: Tensors, state: Tensors) -> tuple[Tensor, Tensor, Tensors]:
         """Previous tokens [B] -> log p(y_i | y_<i, x) [B, V], cross-attention [B, S], new state."""
         pos = state["pos"]
         x = self.embed(self.trg_embed, prev[:, None], pos[:, None], state["k0"].size(2) + 1)

@@ -1,4 +1,5 @@
-"""Ensembles: several trained models decoding as one, behind the interface of ``nmt.model``.
+"""Ensembles: several trained models decoding as one, behind the interface of
+``nmt.models.protocol``.
 
 At every step the members' next-token distributions are averaged,
 
@@ -19,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-Tensors = dict[str, Tensor]
+from nmt.models.protocol import Tensors
 
 
 def _part(tensors: Tensors, m: int) -> Tensors:
@@ -41,6 +42,13 @@ class Ensemble(nn.Module):
     def __init__(self, members: list[nn.Module]) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
+
+    @property
+    def has_heads(self) -> bool:
+        """Whether every member keeps per-head attention, in the same layers and heads (their mean is then the
+        ensemble's)."""
+        shapes = {(len(m.decoder), m.num_heads) if m.has_heads else None for m in self.members}
+        return None not in shapes and len(shapes) == 1
 
     def encode(self, src: Tensor, src_mask: Tensor) -> Tensors:
         enc = {"mask": src_mask}
@@ -64,13 +72,17 @@ class Ensemble(nn.Module):
             new_state.update(_prefixed(s, m))
         return self._mean(log_probs), _mean_attention(weights), new_state
 
-    def forward(self, src: Tensor, src_mask: Tensor, trg_in: Tensor,
-                scored: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    def forward(self, src: Tensor, src_mask: Tensor, trg_in: Tensor, scored: Tensor | None = None,
+                return_all_attention: bool = False) -> tuple[Tensor, Tensor | None]:
         """Teacher forcing: the log of the members' mean probabilities [B, T, V] (or [N, V] for the ``scored``
-        positions; normalized, so usable as logits) and their mean attention [B, T, S]."""
+        positions; normalized, so usable as logits) and their mean attention [B, T, S] (with
+        ``return_all_attention``, members that have heads: their mean per layer and head, [B, layers, heads, T, S])."""
+        if return_all_attention and not self.has_heads:
+            raise ValueError("return_all_attention needs members that all keep the same layers and heads")
+        options = {"return_all_attention": True} if return_all_attention else {}
         log_probs, weights = [], []
         for member in self.members:
-            logits, a = member(src, src_mask, trg_in, scored)
+            logits, a = member(src, src_mask, trg_in, scored, **options)
             log_probs.append(F.log_softmax(logits.float(), dim=-1))
             weights.append(a)
         return self._mean(log_probs), _mean_attention(weights)

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from nmt.hardware import pad_rows
+from nmt.models.cpu_bf16 import pad_rows
 
 Linear = Callable[..., Tensor]  # linear(x, layer) with an nn.Linear, or linear(x, weight, bias=None): x W^T + b
 

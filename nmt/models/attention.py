@@ -12,9 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from nmt.stepwise import Linear, plain
-
-Encoded = dict[str, Tensor]
+from nmt.models.protocol import Tensors
+from nmt.models.stepwise import Linear, plain
 
 
 def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
@@ -27,22 +26,22 @@ class Attention(nn.Module):
 
     after_rnn = False
 
-    def precompute(self, memory: Tensor, mask: Tensor, final: Tensor) -> Encoded:
+    def precompute(self, memory: Tensor, mask: Tensor, final: Tensor) -> Tensors:
         """Per-sentence tensors reused at every decoding step (batch first, so beams can reorder them)."""
         return {}
 
-    def forward(self, query: Tensor, enc: Encoded, linear: Linear = plain) -> tuple[Tensor, Tensor | None]:
+    def forward(self, query: Tensor, enc: Tensors, linear: Linear = plain) -> tuple[Tensor, Tensor | None]:
         """Queries [N * k, Q] of the N sentences of ``enc`` -> (context c_i [N * k, M], weights a_i [N * k, S] or
-        None); ``linear`` computes the query's projection (``nmt.stepwise``)."""
+        None); ``linear`` computes the query's projection (``nmt.models.stepwise``)."""
         raise NotImplementedError
 
 
-def _grouped(query: Tensor, enc: Encoded) -> Tensor:
+def _grouped(query: Tensor, enc: Tensors) -> Tensor:
     """Queries [N * k, Q] -> [N, k, Q]: the k hypotheses of each of the N sentences of ``enc``."""
     return query.view(enc["mask"].size(0), -1, query.size(-1))
 
 
-def _read(weights: Tensor, enc: Encoded) -> tuple[Tensor, Tensor]:
+def _read(weights: Tensor, enc: Tensors) -> tuple[Tensor, Tensor]:
     """c_i = sum_j a_ij h_j, one batched product per sentence for its k queries: weights [N, k, S] ->
     (contexts [N * k, M], weights [N * k, S])."""
     return torch.bmm(weights, enc["memory"]).flatten(0, 1), weights.flatten(0, 1)
@@ -57,10 +56,10 @@ class BahdanauAttention(Attention):
         self.U = nn.Linear(memory_size, attention_size, bias=False)
         self.v = nn.Linear(attention_size, 1, bias=False)
 
-    def precompute(self, memory: Tensor, mask: Tensor, final: Tensor) -> Encoded:
+    def precompute(self, memory: Tensor, mask: Tensor, final: Tensor) -> Tensors:
         return {"keys": self.U(memory)}
 
-    def forward(self, query: Tensor, enc: Encoded, linear: Linear = plain) -> tuple[Tensor, Tensor | None]:
+    def forward(self, query: Tensor, enc: Tensors, linear: Linear = plain) -> tuple[Tensor, Tensor | None]:
         e = self.v(torch.tanh(_grouped(linear(query, self.W), enc).unsqueeze(2) + enc["keys"].unsqueeze(1)))
         return _read(masked_softmax(e.squeeze(-1), enc["mask"].unsqueeze(1)), enc)
 
@@ -81,10 +80,10 @@ class LuongAttention(Attention):
             raise ValueError(f"dot attention needs equal sizes: query {query_size}, memory {memory_size}")
         self.W_a = nn.Linear(memory_size, query_size, bias=False) if score == "general" else None
 
-    def precompute(self, memory: Tensor, mask: Tensor, final: Tensor) -> Encoded:
+    def precompute(self, memory: Tensor, mask: Tensor, final: Tensor) -> Tensors:
         return {"keys": memory if self.W_a is None else self.W_a(memory)}
 
-    def forward(self, query: Tensor, enc: Encoded, linear: Linear = plain) -> tuple[Tensor, Tensor | None]:
+    def forward(self, query: Tensor, enc: Tensors, linear: Linear = plain) -> tuple[Tensor, Tensor | None]:
         e = torch.bmm(_grouped(query, enc), enc["keys"].transpose(1, 2))
         return _read(masked_softmax(e, enc["mask"].unsqueeze(1)), enc)
 
@@ -95,10 +94,10 @@ class FixedContext(Attention):
     This is the fixed-length bottleneck that attention removes; there are no weights to return.
     """
 
-    def precompute(self, memory: Tensor, mask: Tensor, final: Tensor) -> Encoded:
+    def precompute(self, memory: Tensor, mask: Tensor, final: Tensor) -> Tensors:
         return {"summary": final}
 
-    def forward(self, query: Tensor, enc: Encoded, linear: Linear = plain) -> tuple[Tensor, Tensor | None]:
+    def forward(self, query: Tensor, enc: Tensors, linear: Linear = plain) -> tuple[Tensor, Tensor | None]:
         summary = enc["summary"]  # one row per sentence: a view for its k queries (a copy only for k > 1)
         return summary.unsqueeze(1).expand(-1, query.size(0) // summary.size(0), -1).flatten(0, 1), None
 

@@ -1,14 +1,14 @@
 """``nmt serve``: trained runs behind an HTTP API (FastAPI on uvicorn), with micro-batching across requests and a
 web page.
 
-    from nmt.service import ServerSettings, load_model
-    from nmt.serve import create_app
+    from nmt.server.service import ServerSettings, load_model
+    from nmt.server.app import create_app
     app = create_app([load_model("dates", "runs/dates", beam_size=5)], ServerSettings())
     # uvicorn.run(app), or fastapi.testclient.TestClient(app)
 
 Endpoints: ``POST /translate`` and ``GET /languages`` (LibreTranslate's API), ``POST /v1/translate`` (everything
 nmt knows about a translation), ``GET /v1/models``, ``GET /v1/limits`` (the limits below, as numbers),
-``GET /health``, ``GET /openapi.json``, and the page at ``/`` (``nmt/static/``). Errors are JSON
+``GET /health``, ``GET /openapi.json``, and the page at ``/`` (``nmt/server/static/``). Errors are JSON
 ``{"error": "..."}``: malformed JSON 400, wrong types 422, beam size or n-best over the limit 422, unknown model or
 language pair 400, empty input 400, too large 413 (the body, checked before it is parsed; characters per sentence;
 sentences per request; subwords per sentence), wrong or missing API key 403, full queue 503 with Retry-After,
@@ -39,7 +39,8 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nmt import NmtError, __version__
-from nmt.api import (
+from nmt.server.batcher import SearchSettings
+from nmt.server.schemas import (
     ErrorBody,
     Health,
     Language,
@@ -50,11 +51,10 @@ from nmt.api import (
     TranslateRequest,
     TranslateResponse,
 )
-from nmt.batcher import SearchSettings
-from nmt.service import ApiError, ServedModel, ServerSettings, Service, clean, sentence_result
+from nmt.server.service import ApiError, ServedModel, ServerSettings, Service, clean, sentence_result
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("nmt.serve.access")
+access_log = logging.getLogger("nmt.server.app.access")
 
 STATIC_DIR = Path(__file__).parent / "static"
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 403, 413, 415, 422, 503, 504)}

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from nmt.cells import FUSED, init_forget_bias
+from nmt.models.cells import FUSED, init_forget_bias
 
 DIRECTIONS = ("bi", "reverse", "forward")
 

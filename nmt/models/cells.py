@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from nmt.stepwise import Linear, plain
+from nmt.models.stepwise import Linear, plain
 
 
 class Cell(nn.Module):
@@ -41,7 +41,8 @@ class Cell(nn.Module):
 
     def step(self, wx: Tensor, state: tuple[Tensor, ...], linear: Linear = plain) -> tuple[Tensor, ...]:
         """One step from the input already projected, ``wx = W_x x_t + b_x`` (all gates stacked). ``linear``
-        computes the products (``nmt.stepwise``: plain, or with deferred weight gradients under teacher forcing)."""
+        computes the products (``nmt.models.stepwise``: plain, or with deferred weight gradients under teacher
+        forcing)."""
         raise NotImplementedError
 
 
