@@ -88,11 +88,10 @@ def worker(precision: str, updates: int, warmup: int, threads: int) -> dict:
     """Time ``updates`` training updates in this process; returns the measured figures."""
     import torch
     from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
 
     from nmt import data
     from nmt.batching import token_batches
-    from nmt.config import CONF_DIR
+    from nmt.config import CONF_DIR, validate
     from nmt.models.builder import build_model, count_parameters
     from nmt.tokenizer import build_tokenizers
     from nmt.train import build_optimizer, train_update
@@ -100,8 +99,8 @@ def worker(precision: str, updates: int, warmup: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         # model=bahdanau_gru: the JoeyNMT config's sizes (the recipe's own model is wider), the same arithmetic
-        cfg = compose(config_name="config", overrides=["experiment=multi30k_gru", "model=bahdanau_gru",
-                                                       f"train.precision={precision}"])
+        cfg = validate(compose(config_name="config", overrides=["experiment=multi30k_gru", "model=bahdanau_gru",
+                                                                f"train.precision={precision}"]))
     torch.manual_seed(cfg.seed)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = data.prepare(cfg.data, Path(tmp))
@@ -117,7 +116,7 @@ def worker(precision: str, updates: int, warmup: int, threads: int) -> dict:
                for b in token_batches(src_lengths, trg_lengths, cfg.train.batch_tokens, shuffle=True,
                                       seed=cfg.seed + epoch)]
     epoch_trg = int(sum(trg_lengths)) + len(trg_lengths)
-    model_cfg = OmegaConf.to_container(cfg.model)
+    model_cfg = cfg.model.model_dump()
     for indices in batches[:warmup]:
         train_update(model, optimizer, train_set, [indices], trg_lengths, cfg.train)
     timed = batches[warmup: warmup + updates]

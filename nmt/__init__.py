@@ -2,6 +2,7 @@
 
 import errno
 import importlib.util
+import os
 from pathlib import Path
 
 __version__ = "0.2.0"  # the one source of the version: pyproject.toml reads it
@@ -12,10 +13,18 @@ EXTRAS = {"serve": {"fastapi": "fastapi", "uvicorn": "uvicorn", "python-multipar
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")  # the image formats of every plot, chosen by the file's suffix
 # nmt's log lines on stderr, for every command (`nmt train` sets the same through Hydra: conf/config.yaml)
 LOG_FORMAT, LOG_DATE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"
+# nmt's folder outside run directories: the token cache and hardware.json ($NMT_CACHE moves them), and by default
+# the corpora `nmt data` downloads (DEFAULT_CACHE/data/)
+CACHE_ENV, DEFAULT_CACHE = "NMT_CACHE", "~/.cache/nmt"
 
 
 class NmtError(Exception):
     """An error a user can fix (a missing file, bad input, a wrong setting); the CLI prints it on one line."""
+
+
+def cache_folder() -> str:
+    """nmt's cache folder: ``$NMT_CACHE`` if set, else ``DEFAULT_CACHE``, as a config records it (``~`` unexpanded)."""
+    return os.environ.get(CACHE_ENV) or DEFAULT_CACHE
 
 
 def cannot_write(error: OSError, name: object) -> NmtError:

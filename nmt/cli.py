@@ -92,23 +92,6 @@ def _translate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", action="append",
                    help="checkpoint file in RUN_DIR (default: best.pt); with an ensemble once for all runs, or once "
                         "per run in their order")
-    p.add_argument("--beam", type=int,
-                   help="beam size >= 1; 1 is greedy search (default: the run's decode setting)")
-    p.add_argument("--nbest", type=int,
-                   help="write the N best translations per input line, 1 <= N <= beam size (format below; "
-                        "without --beam the beam is max(N, 5))")
-    p.add_argument("--alpha", type=float, help="GNMT length penalty >= 0 for ranking beams; 0: none")
-    p.add_argument("--max-len-a", type=float, help="at most A * source length + B output subwords (A >= 0)")
-    p.add_argument("--max-len-b", type=int, help="see --max-len-a (B >= 0)")
-    p.add_argument("--min-length", type=int,
-                   help="no EOS before this many output subwords (>= 0; greedy and beam search)")
-    p.add_argument("--no-repeat-ngram", type=int,
-                   help="never repeat an n-gram of this size in an output (>= 0, 0: off; greedy and beam search)")
-    p.add_argument("--batch-tokens", type=int, help="source subwords per batch (>= 1)")
-    p.add_argument("--stop", choices=["bound", "beams"],
-                   help="when beam search ends a sentence: bound (no live beam can beat the best finished one) or "
-                        "beams (also once beam-size hypotheses finished: fairseq's rule, faster, not always the "
-                        "same output); default: the run's decode setting")
     p.add_argument("--scores", action="store_true", help="prefix each translation with its log-probability and a tab")
     p.add_argument("--alignments", type=Path, metavar="FILE",
                    help="also write word alignments from attention, Pharaoh format ('i-j'), a line per input line")
@@ -122,6 +105,34 @@ def _translate_parser(sub: argparse._SubParsersAction) -> None:
                    help="dynamic int8 quantization of linear and recurrent layers, CPU only (faster on CPUs with "
                         "VNNI; logged)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads >= 0 (default 0: all cores)")
+    _add_decode_flags(p)
+
+
+def _add_decode_flags(p: argparse.ArgumentParser) -> None:
+    """The decoding settings as flags (``nmt.config.DecodeConfig``, each field's ``Option``), for translate and
+    serve; a flag not given is None (the run's own setting)."""
+    from nmt.config import DecodeConfig
+    from nmt.decode_settings import choices, option
+
+    group = p.add_argument_group("decoding", "default: the run's decode setting; --nbest without --beam searches "
+                                             "with max(N, 5) beams")
+    for key, info in DecodeConfig.model_fields.items():
+        flag = option(key).flag
+        kind = {"choices": choices(key)} if choices(key) else {
+            "type": info.annotation, "metavar": flag.removeprefix("--").replace("-", "_").upper()}
+        group.add_argument(flag, dest=key, help=option(key).help, **kind)
+
+
+def _decode_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The decoding settings given as flags (checked; one line naming the flag), None for the others; --nbest
+    without --beam searches with max(N, 5) beams."""
+    from nmt.decode_settings import KEYS, check_decode
+
+    settings = {key: getattr(args, key) for key in KEYS}
+    check_decode(settings, flags=True)
+    if settings["nbest"] and not settings["beam_size"]:
+        settings["beam_size"] = max(settings["nbest"], 5)
+    return settings
 
 
 def _plot_parser(sub: argparse._SubParsersAction) -> None:
@@ -332,12 +343,6 @@ def run_evaluate(args: argparse.Namespace) -> None:
         print(f"BLEU {result['bleu_lc']:.2f} on lowercased text  [{result['bleu_lc_signature']}]")
 
 
-# The CLI's name of each decoding setting, for messages.
-DECODE_OPTIONS = {"beam_size": "--beam", "nbest": "--nbest", "alpha": "--alpha", "max_len_a": "--max-len-a",
-                  "max_len_b": "--max-len-b", "min_length": "--min-length", "no_repeat_ngram": "--no-repeat-ngram",
-                  "batch_tokens": "--batch-tokens", "stop": "--stop"}
-
-
 def _file_identity(target: Path | int) -> tuple | None:
     """What makes two names one file: (device, inode) of an existing regular file (as os.path.samefile compares
     them, through symbolic and hard links), the resolved path of a file still to be created, or None for a
@@ -403,14 +408,9 @@ def run_translate(args: argparse.Namespace) -> None:
     import torch
 
     from nmt.hardware import int8_engine, resolve_device
-    from nmt.translate import Translator, WriteError, check_decode, read_chunks, translate_chunks
+    from nmt.translate import Translator, WriteError, read_chunks, translate_chunks
 
-    options = {"beam_size": args.beam, "nbest": args.nbest, "alpha": args.alpha, "max_len_a": args.max_len_a,
-               "max_len_b": args.max_len_b, "min_length": args.min_length, "no_repeat_ngram": args.no_repeat_ngram,
-               "batch_tokens": args.batch_tokens, "stop": args.stop}
-    check_decode(options, DECODE_OPTIONS)
-    if args.nbest and not args.beam:
-        options["beam_size"] = max(args.nbest, 5)
+    options = _decode_settings(args)
     if args.threads < 0:
         raise NmtError(f"--threads {args.threads}: must be an integer >= 0 (0: all cores)")
     _check_translate_files(args)
@@ -420,7 +420,7 @@ def run_translate(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     translator = Translator.from_runs(args.model, args.checkpoint or ["best.pt"], args.quantize, args.precision,
-                                      device, **{k: v for k, v in options.items() if v is not None})
+                                      device, **options)
     log.info("translating on %s in %s: %s", device, translator.precision.name, translator.precision.reason)
     name = str(args.input) if args.input else "<stdin>"
     interactive = args.input is None and sys.stdin.isatty()
@@ -565,11 +565,6 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--checkpoint", default="best.pt", help="checkpoint file in each RUN_DIR (default: best.pt)")
-    p.add_argument("--beam", type=int, help="default beam size; 1 is greedy (default: each run's decode setting)")
-    p.add_argument("--alpha", type=float, help="default GNMT length penalty >= 0; 0: none")
-    p.add_argument("--max-len-a", type=float, help="default: at most A * source length + B output subwords")
-    p.add_argument("--max-len-b", type=int, help="see --max-len-a")
-    p.add_argument("--batch-tokens", type=int, help="padded source subwords per batch (default: each run's)")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one, default), cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="matrix products in fp32 or bf16; auto (default): as `nmt translate --precision auto`")
@@ -599,6 +594,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     access.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                         help="allow browser pages from ORIGIN (e.g. https://example.org; repeat for more) to call "
                              "the API; off by default")
+    _add_decode_flags(p)
 
 
 def run_serve(args: argparse.Namespace) -> None:
@@ -610,11 +606,8 @@ def run_serve(args: argparse.Namespace) -> None:
     from nmt.rundir import load_config
     from nmt.server.app import check_port, create_app, read_api_keys, serve
     from nmt.server.service import ServerSettings, load_model, model_specs
-    from nmt.translate import check_decode
 
-    decode = {"beam_size": args.beam, "alpha": args.alpha, "max_len_a": args.max_len_a, "max_len_b": args.max_len_b,
-              "batch_tokens": args.batch_tokens}
-    check_decode(decode, DECODE_OPTIONS)
+    decode = _decode_settings(args)
     positive = {"--port": args.port, "--queue-size": args.queue_size, "--max-body-bytes": args.max_body_bytes,
                 "--max-chars": args.max_chars, "--max-sentences": args.max_sentences, "--max-beam": args.max_beam,
                 "--max-nbest": args.max_nbest, "--request-timeout": args.request_timeout}
@@ -627,8 +620,10 @@ def run_serve(args: argparse.Namespace) -> None:
         raise NmtError(f"--batch-wait-ms {args.batch_wait_ms}: must be from 0 to 1000")
     if args.threads < 0:
         raise NmtError(f"--threads {args.threads}: must be an integer >= 0 (0: all cores)")
-    if args.beam is not None and args.beam > args.max_beam:
-        raise NmtError(f"--beam {args.beam} is over --max-beam {args.max_beam}")
+    if args.beam_size is not None and args.beam_size > args.max_beam:
+        raise NmtError(f"--beam {args.beam_size} is over --max-beam {args.max_beam}")
+    if args.nbest is not None and args.nbest > args.max_nbest:
+        raise NmtError(f"--nbest {args.nbest} is over --max-nbest {args.max_nbest}")
     if args.queue_size < args.max_sentences:
         raise NmtError(f"--queue-size {args.queue_size} is under --max-sentences {args.max_sentences}: a full request "
                        f"could never be queued")
@@ -650,9 +645,8 @@ def run_serve(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     log.info("%d torch threads, shared by all models", torch.get_num_threads())
-    options = {k: v for k, v in decode.items() if v is not None}
     models = [load_model(name, run_dir, checkpoint=args.checkpoint, quantize=args.quantize, precision=args.precision,
-                         device=device, **options) for name, run_dir in specs]
+                         device=device, **decode) for name, run_dir in specs]
     serve(create_app(models, settings), args.host, args.port, graceful_timeout=args.request_timeout + 5)
 
 

@@ -11,9 +11,10 @@ Formats (``data.format``), for the split ``data.splits[SPLIT]`` called NAME:
     hub     the dataset ``data.hub.name`` (config ``data.hub.config``) in the hub's translation format, split NAME
             (which may slice, e.g. ``train[-1000:]``); a local directory in that format loads the same way
 
-Everything converted or tokenised lives in ``data.cache_dir``, keyed by what it was made from, so a second run
-reads memory-mapped Arrow files instead of the corpus. Cache files are written under a temporary name and renamed,
-so runs can share the cache; a damaged one is built again. A split without pairs is an error naming its file.
+Everything converted or tokenised lives in ``data.cache_dir`` (nmt's cache folder), keyed by what it was made from,
+so a second run reads memory-mapped Arrow files instead of the corpus. Cache files are written under a temporary name
+and renamed, so runs can share the cache; a damaged one is built again. A split without pairs is an error naming its
+file. The functions take the typed ``data`` group, ``nmt.config.DataConfig``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pyarrow as pa
-from omegaconf import DictConfig
 
 from nmt import NmtError, dates
 from nmt.download import CORPORA
@@ -41,12 +41,11 @@ from nmt.download import CORPORA
 if TYPE_CHECKING:
     from datasets import Dataset
 
+    from nmt.config import DataConfig, HubConfig
     from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("text", "tsv", "jsonl", "hub")
-DEFAULT_CACHE = "~/.cache/nmt"
 CHUNK_BYTES = 16 << 20  # text is read, decoded and converted to Arrow this many bytes at a time
 HUB_TIMEOUT = 3.0  # seconds to wait for the hub before saying it cannot be reached
 LOCAL_HINT = "to use local files instead, set data.format=text|tsv|jsonl data.dir=DIR"
@@ -103,54 +102,52 @@ def read_parallel(src_path: Path, trg_path: Path) -> tuple[list[str], list[str]]
     return src, trg
 
 
-def prepare(cfg: DictConfig, run_dir: Path) -> Path | None:
+def prepare(cfg: DataConfig, run_dir: Path) -> Path | None:
     """The folder holding the corpus files (None for the hub); the generated date task is written into the run
     directory."""
-    if cfg.get("generate") == "dates":
+    if cfg.generate == "dates":
         out = run_dir / "data"
         if not (out / f"{cfg.splits.train}.{cfg.src_lang}").exists():
-            dates.write_splits(out, {cfg.splits[s]: cfg.sizes[s] for s in cfg.sizes}, cfg.seed,
+            dates.write_splits(out, {split_name(cfg, s): n for s, n in (cfg.sizes or {}).items()}, cfg.seed,
                                cfg.src_lang, cfg.trg_lang)
         return out
-    if _format(cfg) == "hub":
+    if cfg.format == "hub":
         return None
-    path = Path(cfg.dir).expanduser()
+    path = Path(str(cfg.dir)).expanduser()
     if not path.is_dir():
-        if cfg.get("download"):
+        if cfg.download:
             raise CORPORA[cfg.download].not_found(path)
         raise NmtError(f"data directory not found: {path} (set data.dir=...)")
     return path
 
 
-def _format(cfg: DictConfig) -> str:
-    fmt = cfg.get("format", "text")
-    if fmt not in FORMATS:
-        raise NmtError(f"unknown data.format {fmt!r}: choose {', '.join(FORMATS)}")
-    return fmt
+def split_name(cfg: DataConfig, split: str) -> str:
+    """The name of ``split`` (train, dev or test) in the corpus: ``data.splits.SPLIT``."""
+    return str(getattr(cfg.splits, split))
 
 
-def split_files(cfg: DictConfig, data_dir: Path, split: str) -> tuple[Path, ...]:
+def split_files(cfg: DataConfig, data_dir: Path, split: str) -> tuple[Path, ...]:
     """The files of ``split`` (train, dev or test): ``val.de`` and ``val.en`` (text), or ``val.tsv`` / ``val.jsonl``."""
-    name, fmt = cfg.splits[split], _format(cfg)
-    if fmt == "text":
+    name = split_name(cfg, split)
+    if cfg.format == "text":
         return data_dir / f"{name}.{cfg.src_lang}", data_dir / f"{name}.{cfg.trg_lang}"
-    if fmt == "hub":
+    if cfg.format == "hub":
         raise NmtError("a hub dataset has no split files")
-    return (data_dir / f"{name}.{fmt}",)
+    return (data_dir / f"{name}.{cfg.format}",)
 
 
-def describe(cfg: DictConfig, data_dir: Path | None, split: str) -> str:
+def describe(cfg: DataConfig, data_dir: Path | None, split: str) -> str:
     """Where ``split`` comes from, for messages: its (source) file, or the hub dataset and split."""
-    if _format(cfg) == "hub":
-        config = cfg.hub.get("config")
-        return f"{cfg.hub.name}{f' ({config})' if config else ''} {cfg.splits[split]}"
+    if cfg.hub is not None and cfg.format == "hub":
+        config = cfg.hub.config
+        return f"{cfg.hub.name}{f' ({config})' if config else ''} {split_name(cfg, split)}"
     assert data_dir is not None
     return str(split_files(cfg, data_dir, split)[0])
 
 
-def cache_dir(cfg: DictConfig) -> Path:
-    """The folder of converted and tokenised data (``data.cache_dir``, default ~/.cache/nmt)."""
-    return Path(cfg.get("cache_dir") or DEFAULT_CACHE).expanduser()
+def cache_dir(cfg: DataConfig) -> Path:
+    """The folder of converted and tokenised data (``data.cache_dir``)."""
+    return Path(cfg.cache_dir).expanduser()
 
 
 def _stat(path: Path) -> list:
@@ -300,11 +297,11 @@ def _unreachable(url: str, timeout: float = HUB_TIMEOUT) -> str | None:
     return outcome[0] if outcome else f"{host}: no answer within {timeout:g} s"
 
 
-def _hub_dataset(cfg: DictConfig, split_name: str, cache: Path) -> Dataset:
+def _hub_dataset(hub: HubConfig, split_name: str, cache: Path) -> Dataset:
     """A split of a hub dataset (or of a local directory in the hub's layout); fails fast when offline."""
     import datasets
 
-    name, config = str(cfg.hub.name), cfg.hub.get("config")
+    name, config = hub.name, hub.config
     where = repr(name) + (f" ({config})" if config else "")
     local = Path(name).expanduser()
     if local.is_dir():  # keyed by its files, which datasets does not check for changes
@@ -323,11 +320,11 @@ def _hub_dataset(cfg: DictConfig, split_name: str, cache: Path) -> Dataset:
         raise NmtError(f"cannot load dataset {where} split {split_name!r}: {_first_line(e)}") from e
 
 
-def _pairs(ds: Dataset, cfg: DictConfig, where: str) -> Dataset:
+def _pairs(ds: Dataset, cfg: DataConfig, where: str) -> Dataset:
     """The ("src", "trg") string columns of ``ds``, from those columns or from a "translation" column."""
     from datasets import Value
 
-    src, trg = str(cfg.src_lang), str(cfg.trg_lang)
+    src, trg = cfg.src_lang, cfg.trg_lang
     if {"src", "trg"} <= set(ds.column_names):
         ds = ds.select_columns(["src", "trg"])
     elif "translation" in ds.column_names:
@@ -356,7 +353,7 @@ def _quiet_progress_bars() -> None:
         datasets.disable_progress_bars()
 
 
-def load_split(cfg: DictConfig, data_dir: Path | None, split: str) -> Dataset:
+def load_split(cfg: DataConfig, data_dir: Path | None, split: str) -> Dataset:
     """``split`` (train, dev or test) of the corpus ``cfg`` describes, as a memory-mapped ``datasets.Dataset``
     with the string columns "src" and "trg"; ``data_dir`` is what :func:`prepare` returned. A split without
     pairs is an error naming its file."""
@@ -366,26 +363,26 @@ def load_split(cfg: DictConfig, data_dir: Path | None, split: str) -> Dataset:
     return ds
 
 
-def _load_split(cfg: DictConfig, data_dir: Path | None, split: str) -> Dataset:
+def _load_split(cfg: DataConfig, data_dir: Path | None, split: str) -> Dataset:
     from datasets import concatenate_datasets
 
     _quiet_progress_bars()
-    fmt, cache = _format(cfg), cache_dir(cfg)
-    if fmt == "hub":
-        return _pairs(_hub_dataset(cfg, str(cfg.splits[split]), cache), cfg, describe(cfg, data_dir, split))
+    cache = cache_dir(cfg)
+    if cfg.hub is not None and cfg.format == "hub":
+        return _pairs(_hub_dataset(cfg.hub, split_name(cfg, split), cache), cfg, describe(cfg, data_dir, split))
     assert data_dir is not None
     files = split_files(cfg, data_dir, split)
-    if fmt == "text":
+    if cfg.format == "text":
         src, trg = (_text_dataset(path, cache, column) for path, column in zip(files, ("src", "trg"), strict=True))
         if len(src) != len(trg):
             raise _mismatch(files[0], len(src), files[1], len(trg))
         return concatenate_datasets([src, trg], axis=1)
     if not files[0].is_file():
         raise NmtError(f"data file not found: {files[0]}")
-    if fmt == "tsv":
+    if cfg.format == "tsv":
         return _cached_columns(cache / "tsv" / f"{_signature(files)}.arrow", ["src", "trg"],
                                lambda: _tsv_columns(files[0]))
-    src, trg = str(cfg.src_lang), str(cfg.trg_lang)
+    src, trg = cfg.src_lang, cfg.trg_lang
     return _cached_columns(cache / "jsonl" / f"{_hash([_signature(files), src, trg])}.arrow", ["src", "trg"],
                            lambda: _jsonl_columns(files[0], src, trg))
 
@@ -408,7 +405,7 @@ def _encode_batch(batch: dict[str, list], src_tok: Tokenizer, trg_tok: Tokenizer
     return {"src_ids": src, "trg_ids": trg, "src_len": [len(s) for s in src], "trg_len": [len(t) for t in trg]}
 
 
-def encode(cfg: DictConfig, split: str, ds: Dataset, src_tok: Tokenizer, trg_tok: Tokenizer) -> Dataset:
+def encode(cfg: DataConfig, split: str, ds: Dataset, src_tok: Tokenizer, trg_tok: Tokenizer) -> Dataset:
     """The subword ids and lengths of a split (columns src_ids, trg_ids, src_len, trg_len), cached in
     ``cache_dir/tokens`` and memory-mapped.
 
@@ -428,7 +425,7 @@ def encode(cfg: DictConfig, split: str, ds: Dataset, src_tok: Tokenizer, trg_tok
     if not ds.cache_files:
         return ds.map(_encode_batch, keep_in_memory=True, **options)
     key = _hash({"files": [_stat(Path(f["filename"])) for f in ds.cache_files], "rows": len(ds),
-                 "split": str(cfg.splits[split]), "languages": [str(cfg.src_lang), str(cfg.trg_lang)],
+                 "split": split_name(cfg, split), "languages": [cfg.src_lang, cfg.trg_lang],
                  "tokenizers": [hashlib.sha256(tok.path.read_bytes()).hexdigest() for tok in (src_tok, trg_tok)]})
     out = cache_dir(cfg) / "tokens" / f"{key}.arrow"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 from urllib.parse import urlparse
 
-from nmt import NmtError, __version__, cannot_write
+from nmt import DEFAULT_CACHE, NmtError, __version__, cannot_write
 
 log = logging.getLogger(__name__)
 
-MULTI30K_DIR = "~/.cache/nmt/data/multi30k"  # the Multi30k folder without NMT_MULTI30K (conf/data/multi30k_*.yaml)
+MULTI30K_DIR = f"{DEFAULT_CACHE}/data/multi30k"  # the Multi30k folder without NMT_MULTI30K
 TIMEOUT = 30.0  # seconds to wait for a connection, and for each read of a transfer
 CHUNK_BYTES = 1 << 16  # bytes read, decompressed and written at a time
 MAX_BYTES = 64 << 20  # no decompressed file of a corpus here is larger: more is not the file asked for
@@ -55,9 +55,13 @@ class Corpus:
     default_dir: str  # its folder when the variable is unset
     files: Mapping[str, Expected]
 
+    def folder_setting(self) -> str:
+        """Its folder as a data config records it (``${nmt.corpus_dir:NAME}``): ``$ENV`` if set, else the default."""
+        return os.environ.get(self.env) or self.default_dir
+
     def folder(self) -> Path:
         """Its folder: ``$ENV`` if set, else the default, ``~`` expanded."""
-        return Path(os.environ.get(self.env) or self.default_dir).expanduser()
+        return Path(self.folder_setting()).expanduser()
 
     def splits(self) -> list[str]:
         """The splits of its files, in the table's order."""

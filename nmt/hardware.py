@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nmt import NmtError
+from nmt import NmtError, cache_folder
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +146,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def cache_file() -> Path:
-    """Where measurements are kept: ``$NMT_CACHE/hardware.json`` (default ``~/.cache/nmt``)."""
-    return Path(os.environ.get("NMT_CACHE") or "~/.cache/nmt").expanduser() / "hardware.json"
+    """Where measurements are kept: ``hardware.json`` in nmt's cache folder (``nmt.cache_folder``)."""
+    return Path(cache_folder()).expanduser() / "hardware.json"
 
 
 Shape = tuple[int, int, int]  # a matrix product: rows x inputs -> outputs

@@ -11,11 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 
 import nmt
-from nmt import DISTRIBUTION, EXTRAS, NmtError, install_hint, missing
-from nmt.config import CONF_DIR
+from nmt import DISTRIBUTION, EXTRAS, NmtError, cache_folder, install_hint, missing
 from nmt.download import MULTI30K
 from nmt.hardware import (
     BF16_MARGIN,
@@ -30,7 +28,6 @@ from nmt.hardware import (
 )
 
 PACKAGES = ("torch", "sentencepiece", "sacrebleu", "datasets", "hydra-core", "omegaconf", "pydantic")
-DATA_CONFIG = "data/dates.yaml"  # the default recipe's data: its cache_dir is the token cache
 
 
 def _version(dist: str) -> str | None:
@@ -79,10 +76,9 @@ def _int8() -> dict[str, str | None]:
 
 
 def _paths() -> dict[str, dict[str, Any]]:
-    """The token cache as the default recipe's data config resolves it (``$NMT_CACHE``), the hardware
+    """The token cache (nmt's cache folder, where the data configs put it: ``$NMT_CACHE``), the hardware
     measurements' file, and the Multi30k folder (``$NMT_MULTI30K``)."""
-    data = OmegaConf.load(Path(CONF_DIR) / DATA_CONFIG)
-    paths = {"token_cache": Path(str(data.cache_dir)), "hardware_json": cache_file(), "multi30k": MULTI30K.folder()}
+    paths = {"token_cache": Path(cache_folder()), "hardware_json": cache_file(), "multi30k": MULTI30K.folder()}
     return {key: {"path": str(path.expanduser().resolve()), "exists": path.expanduser().exists()}
             for key, path in paths.items()}
 

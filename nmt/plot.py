@@ -15,7 +15,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.ticker import LogFormatter
-from omegaconf import OmegaConf
 from torch import Tensor
 
 from nmt import NmtError, check_image_path
@@ -141,8 +140,8 @@ def select_heads(attention: Tensor, layer: int | None = None, head: int | None =
 def plot_dev_attention(translator: Translator, sentences: list[str], out_dir: Path, step: int) -> list[Path]:
     """Translate ``sentences`` greedily and draw their attention to ``out_dir/step{step}_{i}.png`` (i from 1);
     nothing for a model without attention. Returns the files written."""
-    greedy = Translator(translator.model, translator.src_tok, translator.trg_tok,
-                        OmegaConf.merge(translator.decode, {"beam_size": 1, "nbest": 1}), translator.max_src_length)
+    greedy = Translator(translator.model, translator.src_tok, translator.trg_tok, translator.decode.greedy(),
+                        translator.max_src_length)
     paths = []
     for i, (text, t) in enumerate(zip(sentences, greedy.translate(sentences), strict=True), 1):
         if t.attention is None:

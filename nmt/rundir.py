@@ -8,7 +8,8 @@
   (nothing is deleted).
 - A resumed run may change only what does not change the model or its training (``RESUMABLE_CHANGES``); any other
   difference from the saved ``config.yaml`` is refused, naming the keys, before a file is touched.
-- ``config.yaml`` is written after these checks, atomically.
+- ``config.yaml`` is written after these checks, atomically: the resolved config the run was given (its
+  ``RunConfig.document()``), key for key; ``load_config`` reads it back as the typed ``RunConfig``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from nmt import NmtError
-from nmt.config import resolved, validate
+from nmt.config import RunConfig, validate
 
 try:
     import fcntl
@@ -95,8 +96,8 @@ def holds_run(run_dir: Path) -> bool:
     return any((run_dir / name).exists() for name in RUN_FILES)
 
 
-def load_config(run_dir: Path) -> DictConfig:
-    """A run's saved ``config.yaml``; a missing, unreadable or truncated file is one line naming it."""
+def load_config(run_dir: Path) -> RunConfig:
+    """A run's saved ``config.yaml``, typed; a missing, unreadable or truncated file is one line naming it."""
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise NmtError(f"run config not found: {path} (is {run_dir} a training run directory?)")
@@ -111,10 +112,9 @@ def load_config(run_dir: Path) -> DictConfig:
     if not isinstance(cfg, DictConfig):
         raise NmtError(f"{path} is not an nmt run config (not a mapping)")
     try:
-        validate(cfg, check_files=False)
+        return validate(cfg, check_files=False)
     except NmtError as e:
         raise NmtError(f"{path} is damaged or not an nmt run config: {e}") from None
-    return cfg
 
 
 def _leaves(cfg: Any, prefix: str = "") -> dict[str, Any]:
@@ -126,21 +126,19 @@ def _leaves(cfg: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: cfg}
 
 
-def config_changes(saved: DictConfig, new: DictConfig) -> list[str]:
+def config_changes(saved: RunConfig, new: RunConfig) -> list[str]:
     """The keys whose values differ between a run's saved config and a new one, as 'key: old -> new'."""
-    old, now = _leaves(resolved(saved)), _leaves(resolved(new))
+    old, now = _leaves(saved.document()), _leaves(new.document())
     return [f"{key}: {old.get(key, '(none)')!r} -> {now.get(key, '(none)')!r}"
             for key in sorted(old.keys() | now.keys()) if old.get(key) != now.get(key)]
 
 
-def resume_config(run_dir: Path, cfg: DictConfig) -> DictConfig:
+def resume_config(run_dir: Path, cfg: RunConfig) -> RunConfig:
     """The config a resumed run trains with: ``cfg``, which may differ from the saved one only in what a resume may
     change (any other difference is refused, naming the keys); ``train.precision: auto`` keeps the precision the
     run resolved when it started."""
     saved = load_config(run_dir)
-    new = cfg.copy()
-    if new.train.precision == "auto":
-        new.train.precision = saved.train.precision
+    new = cfg.with_setting("train.precision", saved.train.precision) if cfg.train.precision == "auto" else cfg
     resumable = RESUMABLE_CHANGES
     if saved.train.schedule == "cosine":  # train.max_steps is where its learning rate ends: part of the training
         resumable = tuple(key for key in RESUMABLE_CHANGES if key != "train.max_steps")
@@ -167,7 +165,7 @@ def move_aside(run_dir: Path) -> Path:
     return target
 
 
-def claim(run_dir: Path, cfg: DictConfig) -> DictConfig:
+def claim(run_dir: Path, cfg: RunConfig) -> RunConfig:
     """Lock ``run_dir`` and decide what a training there may do with what it holds; returns the config to train
     with (for a resume, the saved one with the allowed changes). Nothing in the directory changes when refused."""
     run_dir = Path(run_dir)
@@ -181,7 +179,7 @@ def claim(run_dir: Path, cfg: DictConfig) -> DictConfig:
         raise
 
 
-def _decide(run_dir: Path, cfg: DictConfig) -> DictConfig:
+def _decide(run_dir: Path, cfg: RunConfig) -> RunConfig:
     if not holds_run(run_dir):
         return cfg
     if cfg.train.resume:
@@ -194,12 +192,13 @@ def _decide(run_dir: Path, cfg: DictConfig) -> DictConfig:
                    f"train.start_over=true")
 
 
-def save_config(cfg: DictConfig, run_dir: Path) -> None:
-    """Write the resolved ``config.yaml`` atomically (a temporary file, then rename)."""
+def save_config(cfg: RunConfig, run_dir: Path) -> None:
+    """Write ``config.yaml``, the resolved config ``cfg`` was validated from, atomically (a temporary file, then
+    rename)."""
     path = run_dir / "config.yaml"
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        OmegaConf.save(OmegaConf.create(resolved(cfg)), tmp)
+        OmegaConf.save(OmegaConf.create(cfg.document()), tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

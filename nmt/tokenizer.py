@@ -11,11 +11,14 @@ import itertools
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sentencepiece as spm
-from omegaconf import DictConfig
 
 from nmt import NmtError
+
+if TYPE_CHECKING:
+    from nmt.config import TokenizerConfig
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +109,7 @@ def load_tokenizers(run_dir: Path, joint: bool) -> tuple[Tokenizer, Tokenizer]:
     return src, (src if joint else Tokenizer(trg_file))
 
 
-def build_tokenizers(cfg: DictConfig, run_dir: Path, src_texts: Iterable[str],
+def build_tokenizers(cfg: TokenizerConfig, run_dir: Path, src_texts: Iterable[str],
                      trg_texts: Iterable[str]) -> tuple[Tokenizer, Tokenizer]:
     """Train the run's sentencepiece model(s) on the training data (read once, as it streams), or load them if the
     run has them."""

@@ -1,8 +1,9 @@
 """Training: data -> tokenizer -> batches -> model, with validation, checkpoints and a metrics log.
 
 ``nmt train [OVERRIDES]`` runs :func:`main`; tests and tools call :func:`train` with a config composed by Hydra's
-compose API. The :class:`Trainer` has one method per step of a run (set up, update, validate, save, test), and a
-typed :class:`Progress` that is also what ``last.pt`` stores. A run directory holds everything of its run:
+compose API (turned there into the typed ``nmt.config.RunConfig`` that everything below reads) or a ``RunConfig``.
+The :class:`Trainer` has one method per step of a run (set up, update, validate, save, test), and a typed
+:class:`Progress` that is also what ``last.pt`` stores. A run directory holds everything of its run:
 
     config.yaml        the resolved configuration (what ``nmt translate`` loads)
     spm.*.model        the sentencepiece model(s)
@@ -28,14 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
 from nmt import NmtError, checkpoint, data, distributed, install_hint, rundir
 from nmt.batching import make_batch, token_batches
-from nmt.config import CONF_DIR, LOWER_IS_BETTER, validate
+from nmt.config import CONF_DIR, LOWER_IS_BETTER, RunConfig, TrainConfig, check_data_files, validate
 from nmt.evaluate import score
 from nmt.hardware import Precision, resolve_device, resolve_precision, usable_cores
 from nmt.models.builder import build_model, count_parameters
@@ -81,13 +82,13 @@ def token_loss(model: nn.Module, batch: Any, label_smoothing: float = 0.0) -> tu
     return CrossEntropy.apply(logits, batch.trg_out[scored], label_smoothing), batch.n_target_tokens
 
 
-def build_optimizer(tc: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(tc: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     """Adam (Kingma & Ba 2015) with the ``train`` group's learning rate and betas, as one fused kernel per
     parameter (CPU and GPU)."""
     return torch.optim.Adam(model.parameters(), lr=tc.lr, betas=tuple(tc.betas), fused=True)
 
 
-def build_scheduler(tc: DictConfig, optimizer: torch.optim.Optimizer, higher_is_better: bool) -> Any:
+def build_scheduler(tc: TrainConfig, optimizer: torch.optim.Optimizer, higher_is_better: bool) -> Any:
     """``plateau``: decay by ``lr_decay`` when the dev metric stalls (stepped per validation, for RNNs);
     ``inverse_sqrt``: linear warm-up to ``lr`` over ``warmup`` updates, then lr * sqrt(warmup / step)
     (Vaswani et al. 2017, stepped per update, for the Transformer); ``cosine``: linear warm-up, then
@@ -199,7 +200,7 @@ def shard(indices: list[int], rank: int, world: int) -> tuple[list[int], bool]:
 
 
 def train_update(model: nn.Module, optimizer: torch.optim.Optimizer, train_set: Any, group: list[list[int]],
-                 trg_lengths: Any, tc: DictConfig, rank: int = 0, world: int = 1,
+                 trg_lengths: Any, tc: TrainConfig, rank: int = 0, world: int = 1,
                  device: torch.device | None = None) -> tuple[float, int, float]:
     """One optimizer update from the batches in ``group``, each split over ``world`` ranks.
 
@@ -333,7 +334,7 @@ class Interrupts:
 class Trainer:
     """A training run: its data, model, optimizer, schedule and checkpoints, and the steps of training them."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+    def __init__(self, cfg: RunConfig, run_dir: Path) -> None:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.interrupts = Interrupts()
         self.progress = Progress()
@@ -381,9 +382,9 @@ class Trainer:
     # set-up
 
     def set_up(self) -> None:
-        """Check the config and claim the run directory; prepare data and tokenizer (rank 0 first), build the
+        """Check the data files and claim the run directory; prepare data and tokenizer (rank 0 first), build the
         model and its optimizer; resume from ``last.pt`` when asked."""
-        validate(self.cfg)
+        check_data_files(self.cfg.data)
         tc = self.cfg.train
         self.device = resolve_device(tc.device)
         self.rank, self.world = distributed.setup(self.device)
@@ -410,19 +411,18 @@ class Trainer:
         self.wrapped = (nn.parallel.DistributedDataParallel(self.model, device_ids=self._device_ids())
                         if self.world > 1 else self.model)
 
-    def _claim(self) -> DictConfig:
+    def _claim(self) -> RunConfig:
         """Rank 0 locks the run directory and checks what it holds (``nmt.rundir``); every rank gets the outcome."""
         outcome: tuple[str, Any] = ("", None)
         if self.is_main:
             try:
-                claimed = rundir.claim(self.run_dir, self.cfg)
-                outcome = ("", OmegaConf.to_container(claimed))
+                outcome = ("", rundir.claim(self.run_dir, self.cfg).document())
             except NmtError as e:
                 outcome = (str(e), None)
-        error, plain = distributed.broadcast(outcome)
+        error, document = distributed.broadcast(outcome)
         if error:
             raise NmtError(error)
-        return OmegaConf.create(plain)
+        return RunConfig.model_validate(document)
 
     def _precision(self, kept: bool) -> Precision:
         """Rank 0 resolves ``train.precision`` for the model (``auto`` may measure its products) and every rank uses
@@ -451,8 +451,8 @@ class Trainer:
                                                       data.iter_texts(train_set, "trg"))
         self.train_set, self.src_lengths, self.trg_lengths, kept = data.filter_pairs(
             data.encode(cfg.data, "train", train_set, self.src_tok, self.trg_tok), cfg.data.max_length,
-            cfg.data.get("max_ratio", 0.0))
-        self.train_texts = train_set.select(kept) if cfg.tokenizer.get("sampling", 0.0) > 0 else None
+            cfg.data.max_ratio)
+        self.train_texts = train_set.select(kept) if cfg.tokenizer.sampling > 0 else None
         if self.is_main:
             distributed.barrier()
         if not len(self.train_set):
@@ -460,10 +460,11 @@ class Trainer:
                            f"filtering (data.max_length={cfg.data.max_length}, data.max_ratio={cfg.data.max_ratio})")
 
     def _build(self, kept_precision: bool) -> None:
-        cfg, tc = self.cfg, self.cfg.train
-        self.model = build_model(cfg.model, len(self.src_tok), len(self.trg_tok)).to(self.device)
+        self.model = build_model(self.cfg.model, len(self.src_tok), len(self.trg_tok)).to(self.device)
         self.precision = self._precision(kept_precision)
-        tc.precision = self.precision.name  # config.yaml records what auto chose; a resume keeps it
+        # config.yaml records what auto chose; a resume keeps it
+        self.cfg = cfg = self.cfg.with_setting("train.precision", self.precision.name)
+        tc = cfg.train
         if self.is_main:
             rundir.save_config(cfg, self.run_dir)
         log.info("model %s: %s parameters; vocabulary %d (source) / %d (target); %d training pairs; %s%s",
@@ -474,7 +475,7 @@ class Trainer:
         self.scheduler = build_scheduler(tc, self.optimizer, self.higher_is_better)
         self.translator = Translator(self.model, self.src_tok, self.trg_tok, cfg.decode, cfg.data.max_length,
                                      self.precision, self.run_dir / "best.pt")
-        greedy = OmegaConf.merge(cfg.decode, {"beam_size": 1, "nbest": 1})  # validation decodes greedily
+        greedy = cfg.decode.greedy()  # validation decodes greedily
         self.validator = Validator(Translator(self.model, self.src_tok, self.trg_tok, greedy, cfg.data.max_length,
                                               self.precision), self.dev_src, self.dev_trg, cfg.decode.batch_tokens)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
@@ -538,13 +539,13 @@ class Trainer:
         tc = self.cfg.train
         if 0 < tc.max_steps <= self.progress.step:
             return f"train.max_steps={tc.max_steps} reached"
-        return f"time budget of train.max_minutes={tc.max_minutes} reached" if out_of_time else ""
+        return f"time budget of train.max_minutes={tc.max_minutes:g} reached" if out_of_time else ""
 
     def _segment(self, epoch: int) -> None:
         """The training pairs of an epoch (``self.pairs``, ``self.pair_lengths``): the cached best segmentation,
         or with ``tokenizer.sampling`` one sampled anew, seeded by the epoch (so that a resumed run samples the
         same)."""
-        alpha = self.cfg.tokenizer.get("sampling", 0.0)
+        alpha = self.cfg.tokenizer.sampling
         if self.train_texts is None:
             self.pairs, self.pair_lengths = self.train_set, (self.src_lengths, self.trg_lengths)
             return
@@ -648,7 +649,7 @@ class Trainer:
         cfg = self.cfg
         if not self.is_main:
             return {}
-        if "test" not in cfg.data.splits or cfg.data.splits.test is None:
+        if cfg.data.splits.test is None:
             return {}
         if not cfg.train.test:
             log.info("test split not translated (train.test=false)")
@@ -674,12 +675,13 @@ class Trainer:
         return result
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train the model ``cfg`` describes in ``run_dir``; returns the final test scores.
+def train(cfg: RunConfig | DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Train the model ``cfg`` describes in ``run_dir``; returns the final test scores. A config composed by Hydra
+    is validated here, where it enters, into the typed ``RunConfig``.
 
     Under torchrun every rank calls this; rank 0 prepares the data and tokenizer first and alone writes files.
     """
-    return Trainer(cfg, run_dir).run()
+    return Trainer(cfg if isinstance(cfg, RunConfig) else validate(cfg, check_files=False), run_dir).run()
 
 
 def _fail(error: NmtError) -> None:
@@ -723,9 +725,9 @@ def precheck(argv: list[str]) -> list[str]:
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         _fail(_hydra_error(e))
     try:
-        validate(cfg)
+        run = validate(cfg)
         if args.cfg is None and os.environ.get("RANK", "0") == "0":
-            rundir.claim(run_dir, cfg)
+            rundir.claim(run_dir, run)
     except NmtError as e:
         _fail(e)
     return argv if args.cfg else [*argv, f"hydra.run.dir={run_dir}"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import select
 import signal
@@ -17,24 +16,24 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from nmt import NmtError, cannot_write, checkpoint
 from nmt.batching import make_batch, token_batches
 from nmt.config import DecodeConfig
+from nmt.decode_settings import check_decode, with_changes
 from nmt.hardware import Precision, int8_engine, resolve_device, resolve_precision
 from nmt.models.builder import build_model
 from nmt.models.ensemble import Ensemble
 from nmt.rundir import load_config
-from nmt.search import STOPS, Hypothesis, NonFiniteScoresError, beam_search, greedy_search, max_output_lengths
+from nmt.search import Hypothesis, NonFiniteScoresError, beam_search, greedy_search, max_output_lengths
 from nmt.tokenizer import Tokenizer, load_tokenizers
 from nmt.words import pharaoh
 
@@ -42,48 +41,6 @@ log = logging.getLogger(__name__)
 
 PAUSE = 0.005  # seconds without new input after which the lines that have arrived are translated
 READ_BYTES = 1 << 16  # input is read this many bytes at a time
-
-
-def _integer(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-# Every decoding setting: what a value must pass, and how to say what is allowed.
-DECODE_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "beam_size": (lambda v: _integer(v) and v >= 1, "an integer >= 1 (1: greedy search)"),
-    "nbest": (lambda v: _integer(v) and v >= 1, "an integer from 1 to the beam size"),
-    "alpha": (lambda v: _number(v) and v >= 0, "a finite number >= 0 (0: no length penalty)"),
-    "max_len_a": (lambda v: _number(v) and v >= 0, "a finite number >= 0"),
-    "max_len_b": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
-    "min_length": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
-    "no_repeat_ngram": (lambda v: _integer(v) and v >= 0, "an integer >= 0 (0: no blocking)"),
-    "batch_tokens": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-    "stop": (lambda v: v in STOPS, " or ".join(STOPS)),
-}
-
-
-def check_decode(settings: Mapping[str, Any], names: Mapping[str, str] | None = None) -> None:
-    """Refuse an unknown decoding setting, or one out of range: one ``NmtError`` line naming it (by ``names``, e.g.
-    the CLI's ``--beam``, else ``decode.KEY``), its value and what is allowed. Settings that are absent or None are
-    not range-checked."""
-    def name(key: str) -> str:
-        return (names or {}).get(key, f"decode.{key}")
-
-    unknown = sorted(set(settings) - set(DecodeConfig.model_fields))
-    if unknown:
-        raise NmtError(f"unknown decoding setting {unknown[0]!r} (known: {', '.join(DecodeConfig.model_fields)})")
-
-    for key, (ok, allowed) in DECODE_RANGES.items():
-        value = settings.get(key)
-        if value is not None and not ok(value):
-            raise NmtError(f"{name(key)} {value}: must be {allowed}")
-    beam, nbest = settings.get("beam_size"), settings.get("nbest")
-    if beam is not None and nbest is not None and nbest > beam:
-        raise NmtError(f"{name('nbest')} {nbest}: must be at most the beam size ({name('beam_size')} {beam})")
 
 
 class PartialTranslation(KeyboardInterrupt):
@@ -125,16 +82,16 @@ class Translation:
 
 
 class Translator:
-    """A model with its tokenizers and decoding settings; translates lists of sentences in length-sorted batches.
+    """A model with its tokenizers and decoding settings (the typed ``decode`` group); translates lists of sentences
+    in length-sorted batches.
 
     ``precision`` is a resolved :class:`nmt.hardware.Precision`, or "fp32", "bf16" or "auto", resolved here for
     the model's device; ``checkpoint_path`` (where the weights came from) is named by an error about its scores.
     """
 
-    def __init__(self, model: nn.Module, src_tok: Tokenizer, trg_tok: Tokenizer, decode: DictConfig,
+    def __init__(self, model: nn.Module, src_tok: Tokenizer, trg_tok: Tokenizer, decode: DecodeConfig,
                  max_src_length: int, precision: Precision | str = "fp32", checkpoint_path: Path | str | None = None
                  ) -> None:
-        check_decode(decode)
         self.model, self.src_tok, self.trg_tok, self.decode = model, src_tok, trg_tok, decode
         self.max_src_length, self.checkpoint_path = max_src_length, checkpoint_path
         self.precision = (precision if isinstance(precision, Precision) else
@@ -151,7 +108,8 @@ class Translator:
         output projection, attention, bridge and encoder RNN) for faster CPU inference (refused on a GPU);
         ``precision="bf16"`` runs the matrix products in bfloat16 (autocast), "auto" where this hardware runs
         them faster (see :mod:`nmt.hardware`). Keyword arguments override the run's ``decode`` settings (e.g.
-        ``beam_size=5``). A damaged run directory or checkpoint is one ``NmtError`` line naming the file.
+        ``beam_size=5``; None keeps the run's). A damaged run directory or checkpoint is one ``NmtError`` line
+        naming the file.
         """
         return cls.from_runs([run_dir], [checkpoint_name], quantize, precision, device, **decode)
 
@@ -195,10 +153,8 @@ class Translator:
                 warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions .* deprecated")
                 model = torch.ao.quantization.quantize_dynamic(model, {nn.Linear, nn.GRU, nn.LSTM},
                                                                dtype=torch.qint8)
-        # Through the schema, so that a run saved before a decoding setting existed gets its default (decode.stop).
-        saved = DecodeConfig.model_validate(OmegaConf.to_container(configs[0].decode, resolve=True)).model_dump()
-        settings = OmegaConf.merge(saved, decode)
-        max_length = min(int(cfg.data.max_length) for cfg in configs)
+        settings = with_changes(configs[0].decode, decode)
+        max_length = min(cfg.data.max_length for cfg in configs)
         paths = ", ".join(str(run / name) for run, name in zip(runs, names, strict=True))
         return cls(model.to(device), src_tok, trg_tok, settings, max_length, precision, paths)
 

@@ -16,7 +16,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from nmt.config import CONF_DIR
+from nmt.config import CONF_DIR, RunConfig, validate
 from nmt.train import train
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # a worker of a parallel run has one core: so have the nmt it starts
@@ -46,6 +46,11 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
     """The training config as `nmt train OVERRIDES` would compose it."""
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name="config", overrides=overrides or [])
+
+
+def run_config(overrides: list[str] | None = None) -> RunConfig:
+    """The typed config `nmt train OVERRIDES` would train with (its data files unchecked)."""
+    return validate(compose_config(overrides), check_files=False)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-from nmt.models.attention import BahdanauAttention, FixedContext, LuongAttention, build_attention, masked_softmax
+from nmt import NmtError
+from nmt.models.attention import BahdanauAttention, FixedContext, build_attention, masked_softmax
+from tests.conftest import run_config
 
 
 def _memory() -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,8 +38,10 @@ def test_bahdanau_score_is_the_additive_formula() -> None:
 
 
 def test_luong_dot_needs_equal_sizes() -> None:
-    with pytest.raises(ValueError, match="equal sizes"):
-        LuongAttention(4, 8, "dot")
+    """The schema refuses it, naming both sizes (the model trusts its config)."""
+    with pytest.raises(NmtError, match=r"^model\.attention=luong_dot needs the encoder's output size \(64: "
+                                       r"hidden_size x directions\) == model\.decoder_hidden_size \(128\)$"):
+        run_config(["model.attention=luong_dot", "model.hidden_size=32"])
 
 
 def test_fixed_context_is_the_summary_at_every_step() -> None:
@@ -52,5 +56,6 @@ def test_fixed_context_is_the_summary_at_every_step() -> None:
 
 
 def test_unknown_attention_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown attention"):
-        build_attention("cosine", 4, 4, 4)
+    with pytest.raises(NmtError, match=r"^model\.attention='cosine': input should be 'bahdanau', 'luong_dot', "
+                                       r"'luong_general' or 'none'$"):
+        run_config(["model.attention=cosine"])

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from nmt.models import cpu_bf16
+from tests.helpers import small_rnn, small_transformer
 
 
 class RowCounter(nn.Linear):
@@ -44,9 +45,6 @@ def test_rows_projected_under_cpu_bf16_come_in_few_shapes_with_the_same_values_a
 
 
 def test_models_project_only_the_scored_rows_padded_under_cpu_bf16() -> None:
-    from tests.test_model import small_model as small_rnn
-    from tests.test_transformer import small_model as small_transformer
-
     torch.manual_seed(0)
     src = torch.randint(4, 19, (3, 7))  # ids both models know
     trg = torch.randint(4, 19, (3, 5))

@@ -12,21 +12,21 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
-from omegaconf import DictConfig, OmegaConf
 
 from nmt import NmtError, data
+from nmt.config import DataConfig
 from nmt.data import encode, filter_pairs, load_split, prepare, read_lines, read_parallel, split_files
 from nmt.tokenizer import Tokenizer, train_sentencepiece
-from tests.conftest import MULTI30K, compose_config, needs_multi30k
+from tests.conftest import MULTI30K, needs_multi30k, run_config
 
 PAIRS = [("ein Hund läuft", "a dog runs"), ("zwei Katzen", "two cats"), ("Guten Morgen!", "good morning!")]
 DEV = [("ja", "yes")]
 
 
-def config(tmp_path: Path, fmt: str = "text", **extra: object) -> DictConfig:
-    return OmegaConf.create({"format": fmt, "dir": str(tmp_path), "src_lang": "de", "trg_lang": "en",
-                             "splits": {"train": "train", "dev": "val"}, "cache_dir": str(tmp_path / "cache"),
-                             **extra})
+def config(tmp_path: Path, fmt: str = "text", **extra: object) -> DataConfig:
+    return DataConfig.model_validate({"name": "test", "format": fmt, "dir": str(tmp_path), "src_lang": "de",
+                                      "trg_lang": "en", "splits": {"train": "train", "dev": "val"},
+                                      "cache_dir": str(tmp_path / "cache"), "max_length": 100, **extra})
 
 
 def write_text(directory: Path, split: str, pairs: list[tuple[str, str]]) -> None:
@@ -65,7 +65,7 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
     with pytest.raises(NmtError, match="not found"):
         read_lines(tmp_path / "nope.txt")
     with pytest.raises(NmtError, match="data directory not found"):
-        prepare(OmegaConf.create({"dir": str(tmp_path / "nope")}), tmp_path)
+        prepare(config(tmp_path / "nope"), tmp_path)
 
 
 def test_windows_line_endings_are_stripped(tmp_path: Path) -> None:
@@ -84,7 +84,7 @@ def test_lines_are_read_across_chunks(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_split_files_follow_the_config(tmp_path: Path) -> None:
-    cfg = OmegaConf.create({"src_lang": "de", "trg_lang": "en", "splits": {"dev": "val"}})
+    cfg = config(tmp_path)
     assert split_files(cfg, tmp_path, "dev") == (tmp_path / "val.de", tmp_path / "val.en")
     assert split_files(config(tmp_path, "tsv"), tmp_path, "dev") == (tmp_path / "val.tsv",)
 
@@ -189,9 +189,10 @@ def test_without_network_the_hub_fails_fast(tmp_path: Path) -> None:
 
 
 def test_hf_hub_offline_fails_fast_on_one_line(tmp_path: Path) -> None:
-    code = ("from omegaconf import OmegaConf\nfrom nmt import NmtError\nfrom nmt.data import load_split\n"
-            f"cfg = OmegaConf.create({{'format': 'hub', 'hub': {{'name': 'opus_books', 'config': 'de-en'}}, "
-            f"'src_lang': 'de', 'trg_lang': 'en', 'splits': {{'train': 'train'}}, 'cache_dir': {str(tmp_path)!r}}})\n"
+    code = ("from nmt import NmtError\nfrom nmt.config import DataConfig\nfrom nmt.data import load_split\n"
+            f"cfg = DataConfig(name='test', format='hub', hub={{'name': 'opus_books', 'config': 'de-en'}}, "
+            f"src_lang='de', trg_lang='en', splits={{'train': 'train', 'dev': 'dev'}}, cache_dir={str(tmp_path)!r}, "
+            "max_length=100)\n"
             "try:\n    load_split(cfg, None, 'train')\nexcept NmtError as e:\n    print(e)\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     start = time.perf_counter()
@@ -207,7 +208,7 @@ def test_hf_hub_offline_fails_fast_on_one_line(tmp_path: Path) -> None:
                                                           ("multi30k_ende", "en", "de")])
 def test_multi30k_configs_read_the_real_corpus(option: str, source: str, target: str, tmp_path: Path) -> None:
     assert MULTI30K is not None
-    cfg = compose_config([f"data={option}", f"data.dir={MULTI30K}", f"data.cache_dir={tmp_path}"]).data
+    cfg = run_config([f"data={option}", f"data.dir={MULTI30K}", f"data.cache_dir={tmp_path}"]).data
     dev = load_split(cfg, prepare(cfg, tmp_path), "dev")
     assert len(dev) == 1014
     first = [(MULTI30K / f"val.{lang}").open(encoding="utf-8").readline().rstrip("\n") for lang in (source, target)]
@@ -261,7 +262,7 @@ def test_tokenised_splits_are_cached_and_invalidated(tmp_path: Path, tokenizer: 
 
 def test_a_dataset_in_memory_is_tokenised_in_memory(tokenizer: Tokenizer) -> None:
     ds = datasets.Dataset.from_dict({"src": [s for s, _ in PAIRS], "trg": [t for _, t in PAIRS]})
-    cfg = OmegaConf.create({"src_lang": "de", "trg_lang": "en", "splits": {"train": "train"}})
+    cfg = config(Path("nowhere"))
     encoded = encode(cfg, "train", ds, tokenizer, tokenizer)
     assert encoded.cache_files == [] and encoded["trg_ids"][:] == tokenizer.encode([t for _, t in PAIRS])
 

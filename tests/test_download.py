@@ -240,7 +240,7 @@ def test_a_missing_corpus_names_the_download_command(monkeypatch: pytest.MonkeyP
         validate(cfg)  # before training starts
     assert one_line(checked) == line
     with pytest.raises(NmtError) as read:
-        prepare(cfg.data, tmp_path / "run")  # where the training reads the folder
+        prepare(validate(cfg, check_files=False).data, tmp_path / "run")  # where the training reads the folder
     assert one_line(read) == line
     folder = tmp_path / "m30k"  # a copy without French
     folder.mkdir()
@@ -262,8 +262,8 @@ def test_a_run_saved_before_the_download_key_resumes_with_it(tmp_path: Path) -> 
         del saved.data["download"]
     run = tmp_path / "run"
     run.mkdir()
-    rundir.save_config(saved, run)
-    assert rundir.resume_config(run, cfg).data.download == "multi30k"
+    rundir.save_config(validate(saved, check_files=False), run)
+    assert rundir.resume_config(run, validate(cfg, check_files=False)).data.download == "multi30k"
 
 
 @needs_multi30k

@@ -3,7 +3,9 @@
 import pytest
 import torch
 
+from nmt import NmtError
 from nmt.models.encoder import RecurrentEncoder, reverse_padded
+from tests.conftest import run_config
 
 
 def test_reverse_padded_keeps_padding_in_place() -> None:
@@ -43,8 +45,8 @@ def test_padding_does_not_change_annotations(direction: str) -> None:
 
 
 def test_unknown_direction_is_refused() -> None:
-    with pytest.raises(ValueError, match="direction"):
-        RecurrentEncoder("gru", 4, 4, direction="sideways")
+    with pytest.raises(NmtError, match=r"^model\.direction='sideways': input should be 'bi', 'reverse' or 'forward'$"):
+        run_config(["model.direction=sideways"])
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import DictConfig, OmegaConf
 
-from nmt import NmtError, checkpoint
+from nmt import NmtError, checkpoint, hardware
 from nmt.cli import main
+from nmt.config import DataConfig
 from nmt.data import encode, load_split
 from nmt.tokenizer import Tokenizer
 from nmt.translate import PartialTranslation, StreamInterrupted, Translator, translate_chunks
@@ -127,9 +127,12 @@ TRANSLATE_MISTAKES = {
     "min-length-negative": ([*IN, *OUT, "--min-length", "-1"], ["--min-length -1", ">= 0"]),
     "no-repeat-ngram-negative": ([*IN, *OUT, "--no-repeat-ngram", "-2"], ["--no-repeat-ngram -2", ">= 0"]),
     "unknown-device": ([*IN, *OUT, "--device", "tpu"], ["'tpu'", "cpu, cuda or cuda:N"]),
-    "int8-on-a-gpu": ([*IN, *OUT, "--quantize", "int8", "--device", "cuda"], ["cuda"]),
     "missing-checkpoint": ([*IN, *OUT, "--checkpoint", "nope.pt"], ["checkpoint not found: {w}/run/nope.pt"]),
 }
+
+
+if not torch.cuda.is_available():
+    TRANSLATE_MISTAKES["cuda-without-a-gpu"] = ([*IN, *OUT, "--device", "cuda"], ["device 'cuda'", "no CUDA GPU"])
 
 
 @pytest.mark.parametrize("case", TRANSLATE_MISTAKES)
@@ -143,6 +146,19 @@ def test_translate_mistakes(case: str, work: Path, capsys: pytest.CaptureFixture
     assert status == 1 and out == ""
     assert_one_line(lines, "translate", *(s.format(w=work) for s in says))
     assert snapshot(work) == before  # nothing created, changed or lost
+
+
+def test_int8_on_a_gpu_is_one_line_before_the_model_loads(work: Path, capsys: pytest.CaptureFixture,
+                                                         caplog: pytest.LogCaptureFixture,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """--quantize int8 with a GPU: refused by the int8 check (the GPU is simulated: the device check passes)."""
+    monkeypatch.setattr(hardware, "resolve_device", lambda name: torch.device("cuda", 0))
+    before = snapshot(work)
+    status, lines, out = run_main(["translate", "-m", str(work / "run"), "-i", str(work / "in.txt"), "-o",
+                                   str(work / "out.txt"), "--quantize", "int8", "--device", "cuda"], capsys, caplog)
+    assert status == 1 and out == ""
+    assert_one_line(lines, "translate", "--quantize int8 runs on the CPU only", "not on cuda:0")
+    assert snapshot(work) == before
 
 
 # --- nmt translate: a damaged run directory ---------------------------------------------------------------------
@@ -432,11 +448,11 @@ def test_stderr_of_a_small_run_is_log_lines_only(options: list[str], work: Path)
 def test_datasets_draws_no_progress_bars_into_a_log(tmp_path: Path) -> None:
     (tmp_path / "train.de").write_text("ein Hund\nzwei Katzen\n", encoding="utf-8")
     (tmp_path / "train.en").write_text("a dog\ntwo cats\n", encoding="utf-8")
-    code = ("from pathlib import Path\nfrom omegaconf import OmegaConf\nfrom nmt.data import encode, load_split\n"
+    code = ("from pathlib import Path\nfrom nmt.config import DataConfig\nfrom nmt.data import encode, load_split\n"
             "from nmt.tokenizer import train_sentencepiece\n"
             f"d = Path({str(tmp_path)!r})\n"
-            "cfg = OmegaConf.create({'format': 'text', 'dir': str(d), 'src_lang': 'de', 'trg_lang': 'en',"
-            " 'splits': {'train': 'train'}, 'cache_dir': str(d / 'cache')})\n"
+            "cfg = DataConfig(name='test', dir=str(d), src_lang='de', trg_lang='en', max_length=100,"
+            " splits={'train': 'train', 'dev': 'dev'}, cache_dir=str(d / 'cache'))\n"
             "tok = train_sentencepiece(['ein Hund', 'zwei Katzen', 'a dog', 'two cats'] * 20, d / 'spm.model', 30)\n"
             "print(len(encode(cfg, 'train', load_split(cfg, d, 'train'), tok, tok)))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -446,9 +462,10 @@ def test_datasets_draws_no_progress_bars_into_a_log(tmp_path: Path) -> None:
 
 # --- data -------------------------------------------------------------------------------------------------------
 
-def data_config(directory: Path, fmt: str = "text") -> DictConfig:
-    return OmegaConf.create({"format": fmt, "dir": str(directory), "src_lang": "txt", "trg_lang": "iso",
-                             "splits": {"train": "train", "dev": "dev"}, "cache_dir": str(directory / "cache")})
+def data_config(directory: Path, fmt: str = "text") -> DataConfig:
+    return DataConfig.model_validate({"name": "test", "format": fmt, "dir": str(directory), "src_lang": "txt",
+                                      "trg_lang": "iso", "splits": {"train": "train", "dev": "dev"},
+                                      "cache_dir": str(directory / "cache"), "max_length": 100})
 
 
 @pytest.mark.parametrize(("fmt", "files", "says"), [
@@ -511,11 +528,11 @@ def test_two_runs_share_the_token_cache(dates_run: tuple[Path, dict], tmp_path: 
     isos = (dates_run[0] / "data" / "train.iso").read_text(encoding="utf-8").splitlines()
     (tmp_path / "train.txt").write_text("".join(f"{x}\n" for x in lines * 5), encoding="utf-8")
     (tmp_path / "train.iso").write_text("".join(f"{x}\n" for x in isos * 5), encoding="utf-8")
-    code = ("import sys\nfrom pathlib import Path\nfrom omegaconf import OmegaConf\n"
+    code = ("import sys\nfrom pathlib import Path\nfrom nmt.config import DataConfig\n"
             "from nmt.data import encode, load_split\nfrom nmt.tokenizer import Tokenizer\n"
             f"d = Path({str(tmp_path)!r})\n"
-            "cfg = OmegaConf.create({'format': 'text', 'dir': str(d), 'src_lang': 'txt', 'trg_lang': 'iso',"
-            " 'splits': {'train': 'train'}, 'cache_dir': str(d / 'cache')})\n"
+            "cfg = DataConfig(name='test', dir=str(d), src_lang='txt', trg_lang='iso', max_length=100,"
+            " splits={'train': 'train', 'dev': 'dev'}, cache_dir=str(d / 'cache'))\n"
             f"tok = Tokenizer({str(dates_run[0] / 'spm.joint.model')!r})\n"
             "ds = encode(cfg, 'train', load_split(cfg, d, 'train'), tok, tok)\n"
             "print(len(ds), sum(ds.with_format('numpy')['src_len']))\n")

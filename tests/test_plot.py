@@ -2,6 +2,7 @@
 of heads; the attention drawn during training; training curves."""
 
 import json
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,20 @@ from nmt.plot import plot_attention, plot_dev_attention, plot_metrics, plot_tran
 from nmt.translate import Translator
 
 
-@pytest.mark.parametrize("suffix", [".png", ".svg", ".pdf"])
-def test_plot_formats(tmp_path: Path, suffix: str) -> None:
-    path = plot_attention(torch.softmax(torch.randn(3, 4), -1), ["a", "b", "c", "</s>"], ["x", "y", "</s>"],
-                          tmp_path / f"att{suffix}")
-    assert path.stat().st_size > 1000
+@pytest.mark.parametrize(("suffix", "magic"), [(".png", b"\x89PNG\r\n\x1a\n"), (".svg", b"<?xml"), (".pdf", b"%PDF-")])
+def test_plot_formats(tmp_path: Path, suffix: str, magic: bytes) -> None:
+    """The suffix picks the format: a PNG image of the figure's pixel size, an SVG that carries the tokens as
+    text, a PDF."""
+    path = plot_attention(torch.softmax(torch.randn(3, 4), -1), ["alpha", "beta", "gamma", "</s>"],
+                          ["xray", "yankee", "</s>"], tmp_path / f"att{suffix}")
+    data = path.read_bytes()
+    assert data.startswith(magic)
+    if suffix == ".png":
+        width, height = struct.unpack(">II", data[16:24])
+        assert width > 200 and height > 200
+    if suffix == ".svg":
+        text = data.decode()
+        assert "<svg" in text and all(word in text for word in ("alpha", "gamma", "yankee"))
 
 
 @pytest.fixture

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from nmt import NmtError, cli, rundir
-from tests.conftest import SMALL_DATES, compose_config
+from nmt import NmtError, cache_folder, cli, rundir
+from nmt.config import resolved
+from nmt.translate import Translator
+from tests.conftest import SMALL_DATES, compose_config, run_config
 
 
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
@@ -85,7 +87,7 @@ def test_a_resume_that_changes_the_model_is_refused_naming_the_keys(dates_run: t
 
 def test_a_resume_may_change_budgets_decoding_and_hardware(dates_run: tuple[Path, dict]) -> None:
     run, _ = dates_run
-    cfg = compose_config([*SMALL_DATES, "train.resume=true", "train.max_epochs=9", "train.patience=1",
+    cfg = run_config([*SMALL_DATES, "train.resume=true", "train.max_epochs=9", "train.patience=1",
                           "train.threads=1", "decode=beam5", "train.precision=auto"])
     resumed = rundir.resume_config(run, cfg)
     assert resumed.train.max_epochs == 9 and resumed.decode.beam_size == 5
@@ -98,17 +100,17 @@ def test_a_resume_may_not_move_the_end_of_a_cosine_schedule(tmp_path: Path) -> N
     run = tmp_path / "run"
     cosine = [*SMALL_DATES, "train.schedule=cosine", "train.warmup=0", "train.max_steps=300"]
     run.mkdir()
-    rundir.save_config(compose_config(cosine), run)
+    rundir.save_config(run_config(cosine), run)
     with pytest.raises(NmtError, match=r"not: train\.max_steps: 300 -> 600 \(train into another"):
-        rundir.resume_config(run, compose_config([*cosine, "train.max_steps=600", "train.resume=true"]))
-    assert rundir.resume_config(run, compose_config([*cosine, "train.max_epochs=9"])).train.max_epochs == 9
+        rundir.resume_config(run, run_config([*cosine, "train.max_steps=600", "train.resume=true"]))
+    assert rundir.resume_config(run, run_config([*cosine, "train.max_epochs=9"])).train.max_epochs == 9
 
 
 def test_start_over_moves_the_old_run_aside(dates_run: tuple[Path, dict], tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(dates_run[0], run)
     before = snapshot(run)
-    rundir.claim(run, compose_config([*SMALL_DATES, "train.start_over=true"]))
+    rundir.claim(run, run_config([*SMALL_DATES, "train.start_over=true"]))
     try:
         assert sorted(p.name for p in run.iterdir()) == [rundir.LOCK, "old-1"]
         assert snapshot(run / "old-1") == {k: v for k, v in before.items()}
@@ -127,3 +129,30 @@ def test_a_damaged_run_config_is_one_line(tmp_path: Path, dates_run: tuple[Path,
     (run / "config.yaml").write_text("model:\n  cell: [gru\n")
     with pytest.raises(NmtError, match=rf"^cannot read run config {run}/config.yaml: line 3: expected ',' or ']'"):
         rundir.load_config(run)
+
+
+def test_config_yaml_is_the_composed_config_resolved(dates_run: tuple[Path, dict]) -> None:
+    """Key for key and value for value as written (an int stays an int), with the precision ``auto`` chose."""
+    saved = (dates_run[0] / "config.yaml").read_text()
+    expected = resolved(compose_config(SMALL_DATES))
+    expected["train"]["precision"] = OmegaConf.create(saved).train.precision
+    assert saved == OmegaConf.to_yaml(OmegaConf.create(expected))
+    assert "max_ratio: 0\n" in saved and expected["data"]["cache_dir"] == cache_folder()
+
+
+def test_an_older_run_loads_translates_and_resumes(dates_run: tuple[Path, dict], tmp_path: Path) -> None:
+    """A run saved before ``decode.stop`` existed, its token cache elsewhere: it loads with the schema's default,
+    writes back the YAML it holds, translates, and a resume may move the cache to today's folder."""
+    run = tmp_path / "run"
+    shutil.copytree(dates_run[0], run)
+    old = OmegaConf.load(run / "config.yaml")
+    del old.decode["stop"]
+    old.data.cache_dir = str(tmp_path / "old_cache")
+    OmegaConf.save(old, run / "config.yaml")
+    loaded = rundir.load_config(run)
+    assert loaded.decode.stop == "bound" and loaded.data.cache_dir == str(tmp_path / "old_cache")
+    rundir.save_config(loaded, tmp_path)
+    assert (tmp_path / "config.yaml").read_text() == (run / "config.yaml").read_text()
+    assert Translator.from_run(run).translate(["Wednesday, 25 November 2026"])[0].text == "2026-11-25"
+    resumed = rundir.resume_config(run, run_config([*SMALL_DATES, "train.resume=true"]))
+    assert resumed.data.cache_dir == cache_folder() and resumed.decode.stop == "bound"

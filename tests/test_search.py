@@ -19,8 +19,7 @@ from nmt.search import (
 )
 from nmt.tokenizer import EOS
 from nmt.translate import Translator
-from tests.test_model import small_model
-from tests.test_transformer import small_model as small_transformer
+from tests.helpers import small_rnn, small_transformer
 
 
 def teacher_forced_log_prob(model: torch.nn.Module, src: list[int], tokens: list[int]) -> float:
@@ -51,7 +50,7 @@ SOURCES = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17], [3 + i % 15 for 
 
 @pytest.mark.parametrize("options", [{}, {"cell": "lstm", "direction": "reverse"}, {"attention": "none"}])
 def test_beam_one_equals_greedy(options: dict) -> None:
-    model = small_model(**options)
+    model = small_rnn(**options)
     greedy, beam = _search(model, SOURCES, 0), _search(model, SOURCES, 1)
     for (g,), (b,) in zip(greedy, beam, strict=True):
         assert b.tokens == g.tokens
@@ -66,7 +65,7 @@ def test_beam_one_equals_greedy_on_a_trained_model(dates_model: tuple) -> None:
 
 @pytest.mark.parametrize("beam", [1, 3, 5])
 def test_reported_score_is_the_teacher_forced_log_probability(beam: int) -> None:
-    model = small_model()
+    model = small_rnn()
     for src, hyps in zip(SOURCES, _search(model, SOURCES, beam, nbest=beam), strict=True):
         assert len(hyps) == beam
         for hyp in hyps:
@@ -80,14 +79,14 @@ def test_reported_score_is_the_teacher_forced_log_probability(beam: int) -> None
 def test_every_design_s_beams_score_what_teacher_forcing_scores(options: dict) -> None:
     """The k hypotheses of a sentence share its encoder output (one row per sentence): each attention (and the
     Transformer's cross-attention) must read its own sentence's, as teacher forcing does."""
-    model = small_transformer() if options.get("arch") == "transformer" else small_model(**options)
+    model = small_transformer() if options.get("arch") == "transformer" else small_rnn(**options)
     for src, hyps in zip(SOURCES, _search(model, SOURCES, 4, nbest=4), strict=True):
         for hyp in hyps:
             assert hyp.score == pytest.approx(teacher_forced_log_prob(model, src, hyp.tokens), abs=1e-4)
 
 
 def test_wider_beam_never_finds_a_worse_best_score() -> None:
-    model = small_model()
+    model = small_rnn()
     sources = [[3 + (7 * i + j) % 19 for j in range(1 + i % 9)] for i in range(40)]
     narrow, wide = _search(model, sources, 1), _search(model, sources, 4)
     for n, w in zip(narrow, wide, strict=True):
@@ -104,7 +103,7 @@ def test_beam_is_batch_invariant(dates_model: tuple) -> None:
 
 
 def test_nbest_lists_are_ranked_and_distinct() -> None:
-    model = small_model()
+    model = small_rnn()
     for hyps in _search(model, SOURCES, 4, nbest=4, alpha=0.6):
         ranked = [h.score / length_penalty(len(h.tokens) + 1, 0.6) for h in hyps]
         assert ranked == sorted(ranked, reverse=True)
@@ -112,7 +111,7 @@ def test_nbest_lists_are_ranked_and_distinct() -> None:
 
 
 def test_min_length_and_max_length() -> None:
-    model = small_model()
+    model = small_rnn()
     for hyps in _search(model, SOURCES, 3, min_length=4):
         assert len(hyps[0].tokens) >= 4
     batch = make_batch(SOURCES)
@@ -126,7 +125,7 @@ def test_no_repeat_ngram_blocking() -> None:
     log_probs = torch.zeros(1, 10)
     block_repeated_ngrams(log_probs, torch.tensor([[4, 5, 6, 4]]), 2)  # "4 5" seen: 5 may not follow 4
     assert torch.isinf(log_probs[0, 5]) and torch.isfinite(log_probs[0, [4, 6, 7, EOS]]).all()
-    model = small_model()
+    model = small_rnn()
     for hyps in _search(model, SOURCES, 3, no_repeat_ngram=2):
         bigrams = list(zip(hyps[0].tokens, hyps[0].tokens[1:], strict=False))
         assert len(bigrams) == len(set(bigrams))
@@ -138,7 +137,7 @@ def test_no_repeat_ngram_blocking() -> None:
 def test_greedy_applies_min_length_and_no_repeat_ngram_as_beam_one_does(seed: int, options: dict) -> None:
     """Seed 0 gives a model that ends every output at once, seed 3 one that repeats a token: the options matter."""
     torch.manual_seed(seed)
-    model = small_model()
+    model = small_rnn()
     batch = make_batch(SOURCES)
     lengths = max_output_lengths(batch.src_mask, 1.5, 5)
     greedy = greedy_search(model, batch.src, batch.src_mask, lengths, **options)
@@ -156,7 +155,7 @@ def test_greedy_applies_min_length_and_no_repeat_ngram_as_beam_one_does(seed: in
 
 def test_greedy_with_options_is_batch_invariant() -> None:
     torch.manual_seed(3)
-    model = small_model()
+    model = small_rnn()
     batch = make_batch(SOURCES)
     lengths = max_output_lengths(batch.src_mask, 1.5, 5)
     together = greedy_search(model, batch.src, batch.src_mask, lengths, min_length=4, no_repeat_ngram=2)
@@ -170,7 +169,7 @@ def test_greedy_with_options_is_batch_invariant() -> None:
 @pytest.mark.parametrize("beam", [0, 1, 3])
 def test_the_maximum_length_wins_over_min_length(beam: int) -> None:
     """A min_length beyond the length limit: every sentence still ends with EOS at its limit."""
-    model = small_model()
+    model = small_rnn()
     batch = make_batch(SOURCES)
     lengths = torch.tensor([3, 2, 4, 1])
     if beam == 0:
@@ -182,7 +181,7 @@ def test_the_maximum_length_wins_over_min_length(beam: int) -> None:
 
 @pytest.mark.parametrize("beam", [0, 1, 4])
 def test_nan_scores_are_an_error(beam: int) -> None:
-    model = small_model()
+    model = small_rnn()
     with torch.no_grad():
         model.output.weight.fill_(3e38)  # finite weights whose logits overflow: log_softmax gives NaN
     with pytest.raises(NonFiniteScoresError, match="not finite"):
@@ -245,7 +244,7 @@ class _RecordingRows(_CountingSteps):
 def test_the_encoder_output_has_one_row_per_searching_sentence() -> None:
     """Beams share their sentence's encoder output: ``enc`` holds one row per sentence still searching, the
     hypotheses k rows per sentence (one before the first step, when each sentence has only BOS)."""
-    model = _RecordingRows(small_model())
+    model = _RecordingRows(small_rnn())
     _search(model, SOURCES, 3, min_length=100)  # no EOS before its maximum length: each sentence runs to it
     lengths = max_output_lengths(make_batch(SOURCES).src_mask, 1.5, 5).tolist()
     searching = [sum(length > i for length in lengths) for i in range(max(lengths))]

@@ -26,9 +26,11 @@ from omegaconf import OmegaConf
 
 from nmt import checkpoint
 from nmt.cli import main
+from nmt.config import DecodeConfig
 from nmt.models.builder import build_model
+from nmt.rundir import load_config
 from nmt.server.app import create_app
-from nmt.server.batcher import MicroBatcher, QueueFull, SearchSettings
+from nmt.server.batcher import MicroBatcher, QueueFull
 from nmt.server.service import ServerSettings, load_model
 from nmt.tokenizer import load_tokenizers
 from nmt.translate import Translator
@@ -80,7 +82,7 @@ def transformer_run(dates_run: tuple[Path, dict], tmp_path_factory: pytest.TempP
     for f in run.glob("spm.*"):
         shutil.copy(f, out)
     src, trg = load_tokenizers(out, cfg.tokenizer.joint)
-    checkpoint.save({"model": build_model(cfg.model, len(src), len(trg)).state_dict()}, out / "best.pt")
+    checkpoint.save({"model": build_model(load_config(out).model, len(src), len(trg)).state_dict()}, out / "best.pt")
     shutil.copy(run / "metrics.jsonl", out)
     return out
 
@@ -361,11 +363,16 @@ def test_request_timeout_leaves_the_worker_alive(dates_run: tuple[Path, dict]) -
         assert libre(c, q=DATE).json() == {"translatedText": "2026-11-25"}
 
 
+def search(beam: int, nbest: int) -> DecodeConfig:
+    """A request's search settings for the date run."""
+    return DecodeConfig(beam_size=beam, alpha=0.0, nbest=nbest, min_length=0, no_repeat_ngram=0, max_len_a=1.5,
+                        max_len_b=10, batch_tokens=4000)
+
+
 def test_batcher_merges_concurrent_requests_with_equal_settings(translator: Translator) -> None:
     lock = threading.Lock()
     batcher = MicroBatcher(translator, lock, batch_tokens=4000, max_wait=0.2, max_queue=100)
-    greedy = SearchSettings(1, 0.0, 1, 1.5, 10, 0, 0)
-    beam = SearchSettings(5, 0.0, 2, 1.5, 10, 0, 0)
+    greedy, beam = search(1, 1), search(5, 2)
     lines = ["Jan 18, 1974", "05/10/2010", "Saturday, 5 March 2011", "21st November 1959", "22 APRIL 2047"]
     lengths = [len(ids) for ids in translator.src_tok.encode(lines)]
     with lock:  # the worker waits while the requests queue up
@@ -390,7 +397,7 @@ def test_batcher_merges_concurrent_requests_with_equal_settings(translator: Tran
 def test_batcher_without_merging_translates_one_request_at_a_time(translator: Translator) -> None:
     lock = threading.Lock()
     batcher = MicroBatcher(translator, lock, batch_tokens=4000, max_wait=0.5, max_queue=100, merge=False)
-    settings = SearchSettings(1, 0.0, 1, 1.5, 10, 0, 0)
+    settings = search(1, 1)
     with lock:
         batcher.start()
         futures = [batcher.submit(["Jan 18, 1974", "05/10/2010"], [8, 8], settings) for _ in range(3)]

@@ -7,7 +7,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from nmt.batching import make_batch
 from nmt.models import cpu_bf16
-from tests.test_model import SOURCES, TARGETS, VARIANTS, small_model
+from tests.helpers import RNN_VARIANTS, SOURCES, TARGETS, small_rnn
 
 
 def gradients(model: torch.nn.Module, stepwise: bool) -> dict[str, torch.Tensor]:
@@ -28,10 +28,10 @@ def gradients(model: torch.nn.Module, stepwise: bool) -> dict[str, torch.Tensor]
     return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("options", VARIANTS)
+@pytest.mark.parametrize("options", RNN_VARIANTS)
 def test_deferred_weight_gradients_equal_plain_autograd(options: dict) -> None:
     torch.manual_seed(0)
-    model = small_model(**options)
+    model = small_rnn(**options)
     deferred, plain = gradients(model, True), gradients(model, False)
     assert deferred.keys() == plain.keys()
     for name in plain:
@@ -55,7 +55,7 @@ class Casts(TorchDispatchMode):
 
 def test_under_autocast_each_weight_is_cast_once_per_pass_with_the_same_gradients() -> None:
     torch.manual_seed(0)
-    model = small_model()
+    model = small_rnn()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         deferred, plain = gradients(model, True), gradients(model, False)
     for name in plain:
@@ -84,7 +84,7 @@ class Products(TorchDispatchMode):
 
 
 def test_under_cpu_bf16_the_deferred_product_runs_on_rows_padded_to_few_shapes() -> None:
-    model = small_model()
+    model = small_rnn()
     weight = model.decoder.cells[0].weight_hh
     src, trg = torch.randint(4, 23, (3, 5)), torch.randint(4, 19, (3, 7))  # 21 rows of steps
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -3,8 +3,8 @@
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
+from nmt.config import TokenizerConfig
 from nmt.tokenizer import BOS, EOS, PAD, UNK, Tokenizer, build_tokenizers, load_tokenizers, train_sentencepiece
 
 TEXTS = [f"the {w} sat on the {v} mat number {n}" for n in range(40) for w, v in
@@ -22,11 +22,10 @@ def test_train_encode_decode_round_trip(tmp_path: Path) -> None:
 
 
 def test_joint_and_separate_vocabularies(tmp_path: Path) -> None:
-    cfg = OmegaConf.create({"type": "unigram", "vocab_size": 50, "joint": False, "character_coverage": 1.0,
-                            "split_digits": False})
+    cfg = TokenizerConfig(type="unigram", vocab_size=50, joint=False, character_coverage=1.0, split_digits=False)
     src, trg = build_tokenizers(cfg, tmp_path / "sep", TEXTS, [t.upper() for t in TEXTS])
     assert src is not trg and "▁CAT" not in src.pieces(range(len(src)))
-    cfg.joint = True
+    cfg = cfg.model_copy(update={"joint": True})
     src, trg = build_tokenizers(cfg, tmp_path / "joint", TEXTS, [t.upper() for t in TEXTS])
     assert src is trg
     loaded, _ = load_tokenizers(tmp_path / "joint", joint=True)

@@ -38,7 +38,7 @@ from nmt.train import (
     train_update,
 )
 from nmt.translate import Translator
-from tests.conftest import SMALL_DATES, compose_config
+from tests.conftest import SMALL_DATES, compose_config, run_config
 
 
 def test_the_date_model_learns(dates_run: tuple[Path, dict]) -> None:
@@ -119,11 +119,10 @@ def test_the_cosine_schedule_warms_up_decays_to_min_lr_at_max_steps_and_resumes(
     min_lr; a scheduler rebuilt from the config and the saved state goes on with the same learning rates."""
     tc = validate(compose_config(["train.schedule=cosine", "train.lr=1e-3", "train.min_lr=1e-5",
                                   "train.warmup=10", "train.max_steps=110"])).train
-    cfg = OmegaConf.create(tc.model_dump())
 
     def fresh() -> tuple[torch.optim.Optimizer, Any]:
-        optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=cfg.lr)
-        return optimizer, build_scheduler(cfg, optimizer, higher_is_better=True)
+        optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=tc.lr)
+        return optimizer, build_scheduler(tc, optimizer, higher_is_better=True)
 
     optimizer, scheduler = fresh()
     lrs = []
@@ -162,7 +161,7 @@ def _toy_model() -> nn.Module:
                             dropout=0.0)
 
 
-TOY_TRAIN = OmegaConf.create({"precision": "fp32", "label_smoothing": 0.1, "clip_grad_norm": 0.0})
+TOY_TRAIN = run_config(["train.precision=fp32", "train.label_smoothing=0.1", "train.clip_grad_norm=0"]).train
 
 
 def test_gradient_accumulation_gives_the_update_of_one_large_batch() -> None:
@@ -185,7 +184,7 @@ def test_bf16_autocast_trains_in_fp32_weights() -> None:
     train_set, trg_lengths = _toy_data()
     model = _toy_model()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    tc = OmegaConf.merge(TOY_TRAIN, {"precision": "bf16"})
+    tc = TOY_TRAIN.model_copy(update={"precision": "bf16"})
     losses = [train_update(model, optimizer, train_set, [list(range(24))], trg_lengths, tc) for _ in range(30)]
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert losses[-1][0] < 0.5 * losses[0][0]  # it learns to reproduce the 24 pairs
@@ -352,8 +351,8 @@ def test_subword_sampling_segments_training_pairs_anew_each_epoch_and_nothing_el
     differently, always into the same text; validation and decoding use the best segmentation, with sampling on
     as with it off."""
     overrides = [*SMALL_DATES, "data.sizes.train=2000", "train.plot_attention=0"]
-    plain, sampled = Trainer(compose_config(overrides), tmp_path / "plain"), Trainer(
-        compose_config([*overrides, "tokenizer.sampling=0.3"]), tmp_path / "sampled")
+    plain, sampled = Trainer(run_config(overrides), tmp_path / "plain"), Trainer(
+        run_config([*overrides, "tokenizer.sampling=0.3"]), tmp_path / "sampled")
     for trainer in (plain, sampled):
         trainer.set_up()
         rundir.unlock(trainer.run_dir)

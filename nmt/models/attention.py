@@ -74,10 +74,7 @@ class LuongAttention(Attention):
 
     def __init__(self, query_size: int, memory_size: int, score: str = "general") -> None:
         super().__init__()
-        if score not in ("dot", "general"):
-            raise ValueError(f"Luong attention score must be 'dot' or 'general', got {score!r}")
-        if score == "dot" and query_size != memory_size:
-            raise ValueError(f"dot attention needs equal sizes: query {query_size}, memory {memory_size}")
+        assert score == "general" or (score == "dot" and query_size == memory_size), (score, query_size, memory_size)
         self.W_a = nn.Linear(memory_size, query_size, bias=False) if score == "general" else None
 
     def precompute(self, memory: Tensor, mask: Tensor, final: Tensor) -> Tensors:
@@ -108,6 +105,5 @@ def build_attention(kind: str, query_size: int, memory_size: int, attention_size
         return BahdanauAttention(query_size, memory_size, attention_size)
     if kind in ("luong_dot", "luong_general"):
         return LuongAttention(query_size, memory_size, kind.removeprefix("luong_"))
-    if kind == "none":
-        return FixedContext()
-    raise ValueError(f"unknown attention {kind!r}: choose bahdanau, luong_dot, luong_general or none")
+    assert kind == "none", kind
+    return FixedContext()

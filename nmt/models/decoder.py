@@ -34,8 +34,7 @@ class RecurrentDecoder(nn.Module):
                  attention: Attention, init: str = "bridge", input_feeding: bool = True,
                  dropout: float = 0.0) -> None:
         super().__init__()
-        if init not in ("bridge", "zeros"):
-            raise ValueError(f"decoder init must be 'bridge' or 'zeros', got {init!r}")
+        assert init in ("bridge", "zeros"), init
         self.attention, self.input_feeding = attention, input_feeding
         self.emb_size, self.hidden_size, self.num_layers = emb_size, hidden_size, num_layers
         extra = (hidden_size if input_feeding else 0) + (0 if attention.after_rnn else memory_size)

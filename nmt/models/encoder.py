@@ -33,8 +33,7 @@ class RecurrentEncoder(nn.Module):
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
                  direction: str = "bi", dropout: float = 0.0) -> None:
         super().__init__()
-        if direction not in DIRECTIONS:
-            raise ValueError(f"encoder direction must be one of {DIRECTIONS}, got {direction!r}")
+        assert direction in DIRECTIONS, direction
         self.direction = direction
         self.num_directions = 2 if direction == "bi" else 1
         self.output_size = self.num_directions * hidden_size

@@ -35,10 +35,7 @@ class RecurrentSeq2Seq(nn.Module):
             build_attention(attention, decoder_hidden_size, memory_size, attention_size),
             init=init, input_feeding=input_feeding, dropout=dropout)
         self.output = nn.Linear(decoder_hidden_size, trg_vocab)
-        if tie_embeddings:
-            if emb_size != decoder_hidden_size:
-                raise ValueError(f"tie_embeddings needs emb_size == decoder_hidden_size "
-                                 f"({emb_size} != {decoder_hidden_size})")
+        if tie_embeddings:  # the schema (nmt.config.RecurrentConfig) has checked emb_size == decoder_hidden_size
             self.output.weight = self.trg_embed.weight
         self.dropout = nn.Dropout(dropout)
 

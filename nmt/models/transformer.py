@@ -170,19 +170,9 @@ class TransformerSeq2Seq(nn.Module):
                  max_positions: int = 256, norm: str = "pre", activation: str = "relu",
                  tie_embeddings: bool = True, shared_embeddings: bool = False) -> None:
         super().__init__()
-        if norm not in ("pre", "post"):
-            raise ValueError(f"transformer norm must be 'pre' or 'post', got {norm!r}")
-        if positions not in ("sinusoidal", "learned"):
-            raise ValueError(f"transformer positions must be 'sinusoidal' or 'learned', got {positions!r}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"transformer activation must be one of {sorted(ACTIVATIONS)}, "
-                             f"got {activation!r}")
-        if d_model % num_heads or d_model % 2:
-            raise ValueError(f"d_model ({d_model}) must be even and divisible by num_heads ({num_heads})")
-        if shared_embeddings and src_vocab != trg_vocab:
-            raise ValueError(f"shared_embeddings needs one vocabulary for both sides, got {src_vocab} "
-                             f"(source) != {trg_vocab} (target): use a joint tokenizer or "
-                             f"shared_embeddings=false")
+        # The schema (nmt.config.TransformerConfig) has checked the choices and sizes, and that a shared table comes
+        # with a joint vocabulary.
+        assert not shared_embeddings or src_vocab == trg_vocab, (src_vocab, trg_vocab)
         self.d_model, self.num_heads, self.max_positions = d_model, num_heads, max_positions
         self.trg_embed = nn.Embedding(trg_vocab, d_model, padding_idx=PAD)
         self.src_embed = (self.trg_embed if shared_embeddings

@@ -25,7 +25,6 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +38,8 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nmt import NmtError, __version__
-from nmt.server.batcher import SearchSettings
 from nmt.server.schemas import (
+    SEARCH_SETTINGS,
     ErrorBody,
     Health,
     Language,
@@ -285,10 +284,10 @@ def create_app(models: list[ServedModel], settings: ServerSettings | None = None
         if not body.sentences:
             raise ApiError(400, "nothing to translate: sentences is empty")
         service.check_sentences(body.sentences)
-        search = service.search_settings(m, **body.model_dump(include=set(SearchSettings.__dataclass_fields__)))
+        search = service.search_settings(m, **body.model_dump(include=set(SEARCH_SETTINGS)))
         heads = body.attention and m.attention == "heads"
         outputs = await service.translate(m, [clean(s) for s in body.sentences], search, heads)
-        return TranslateResponse(model=m.name, settings=asdict(search),
+        return TranslateResponse(model=m.name, settings=search.model_dump(include=set(SEARCH_SETTINGS)),
                                  translations=[sentence_result(o, body.attention) for o in outputs])
 
     return app

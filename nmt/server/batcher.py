@@ -1,12 +1,13 @@
 """Micro-batching for the server: sentences of concurrent requests to one model are translated together.
 
-Each served model has one worker thread. A request queues its sentences with its search settings; the worker takes
-the oldest queued sentence's settings, waits for more sentences with the same settings until ``max_wait`` seconds
-after that sentence's arrival or after its own previous batch ended, whichever is later (so that the clients just
-answered can join; no wait once ``batch_tokens`` padded source subwords are queued), and translates up to
-``batch_tokens`` of them, oldest first, in one batch through ``Translator.translate`` (which sorts them by
-length). All workers share one compute lock, so one batch runs at a time and each uses all of torch's threads.
-Search is batch-invariant: a sentence gets the same translation alone or in any batch.
+Each served model has one worker thread. A request queues its sentences with its search settings (a
+``nmt.config.DecodeConfig``: the model's, with the request's changes); the worker takes the oldest queued sentence's
+settings, waits for more sentences with the same settings until ``max_wait`` seconds after that sentence's arrival
+or after its own previous batch ended, whichever is later (so that the clients just answered can join; no wait once
+``batch_tokens`` padded source subwords are queued), and translates up to ``batch_tokens`` of them, oldest first, in
+one batch through ``Translator.translate`` (which sorts them by length). All workers share one compute lock, so one
+batch runs at a time and each uses all of torch's threads. Search is batch-invariant: a sentence gets the same
+translation alone or in any batch.
 """
 
 from __future__ import annotations
@@ -17,28 +18,15 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, InvalidStateError
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
-from omegaconf import OmegaConf
 from torch import Tensor
 
 from nmt.alignment import force_decode
+from nmt.config import DecodeConfig
 from nmt.translate import Translation, Translator
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """The decoding settings of a request; only requests with equal settings share a batch."""
-
-    beam_size: int
-    alpha: float
-    nbest: int
-    max_len_a: float
-    max_len_b: int
-    min_length: int
-    no_repeat_ngram: int
 
 
 @dataclass
@@ -58,7 +46,7 @@ class QueueFull(Exception):
 class _Job:
     sentences: list[str]
     lengths: list[int]
-    settings: SearchSettings
+    settings: DecodeConfig  # only requests with equal settings share a batch
     heads: bool
     future: Future = field(default_factory=Future)
     outputs: list[Output | None] = field(default_factory=list)
@@ -82,7 +70,7 @@ class MicroBatcher:
         self._cond = threading.Condition()
         self._stopping = False
         self._free_since = 0.0  # when the last batch ended: the clients it answered may send again at once
-        self._translators: dict[SearchSettings, Translator] = {}
+        self._translators: dict[DecodeConfig, Translator] = {}
         self._thread = threading.Thread(target=self._run, name=f"batcher-{name}", daemon=True)
         self.batches = self.sentences = self.requests = self.rejected = 0
 
@@ -97,7 +85,7 @@ class MicroBatcher:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
-    def submit(self, sentences: list[str], lengths: list[int], settings: SearchSettings,
+    def submit(self, sentences: list[str], lengths: list[int], settings: DecodeConfig,
                heads: bool = False) -> Future:
         """Queue non-blank sentences (``lengths``: their source subwords) for translation; raises QueueFull."""
         job = _Job(sentences, lengths, settings, heads, outputs=[None] * len(sentences))
@@ -119,13 +107,13 @@ class MicroBatcher:
             return {"batches": self.batches, "sentences": self.sentences, "requests": self.requests,
                     "rejected": self.rejected, "queued": len(self._queue)}
 
-    def translator_for(self, settings: SearchSettings) -> Translator:
+    def translator_for(self, settings: DecodeConfig) -> Translator:
         """The model's translator with these decoding settings (sharing its model and tokenizers)."""
         if settings not in self._translators:
             if len(self._translators) >= 64:  # requests choose the settings: keep the cache bounded
                 self._translators.clear()
             translator = copy.copy(self.translator)
-            translator.decode = OmegaConf.merge(self.translator.decode, asdict(settings))
+            translator.decode = settings
             self._translators[settings] = translator
         return self._translators[settings]
 
@@ -161,7 +149,7 @@ class MicroBatcher:
         """Whether ``count`` sentences padded to ``width`` (EOS included) fit one batch (as token_batches counts)."""
         return width * count <= self.batch_tokens
 
-    def _full(self, settings: SearchSettings) -> bool:
+    def _full(self, settings: DecodeConfig) -> bool:
         width = count = 0
         for job, i in self._queue:
             if job.settings == settings:

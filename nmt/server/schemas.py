@@ -7,11 +7,20 @@ requests and describe both endpoints in the OpenAPI document (``/openapi.json``)
   per-token log-probabilities, subword pieces and words of both sides, the word alignment, and, when asked for,
   the attention (per layer and head too for a Transformer).
 - ``GET /v1/limits``: the most a request may ask for (characters, sentences, bytes, beam, n-best).
+
+The search settings of ``/v1/translate`` are the decoding settings that ``nmt.config.DecodeConfig`` opens to requests,
+with its ranges, its help as their description, and each one's ceiling for a request.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated, Any
+
+from annotated_types import Le
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from nmt.config import DecodeConfig
+from nmt.decode_settings import KEYS, option
 
 
 class ErrorBody(BaseModel):
@@ -51,24 +60,29 @@ class Language(BaseModel):
     targets: list[str]
 
 
-class TranslateRequest(BaseModel):
-    """Sentences for one model, with search settings; a setting left out takes the model's default (its run's
-    ``decode`` settings and the server's command line)."""
+SEARCH_SETTINGS = tuple(key for key in KEYS if option(key).request)  # the decoding settings a request may choose
 
-    model_config = ConfigDict(extra="forbid")
 
-    model: str | None = Field(None, description="a served model's name (default: the first served)")
-    sentences: list[str] = Field(description="detokenized sentences; a blank one gives a blank translation")
-    beam_size: int | None = Field(None, ge=1, description="1: greedy search")
-    alpha: float | None = Field(None, ge=0, le=10, description="GNMT length penalty; 0: none")
-    nbest: int | None = Field(None, ge=1, description="hypotheses to return per sentence (<= beam_size)")
-    max_len_a: float | None = Field(None, ge=0, le=10, description="at most A * source length + B output subwords")
-    max_len_b: int | None = Field(None, ge=0, le=1000)
-    min_length: int | None = Field(None, ge=0, le=1000, description="no EOS before this many output subwords")
-    no_repeat_ngram: int | None = Field(None, ge=0, le=100, description="never repeat an n-gram of this size")
-    attention: bool = Field(False, description="return the attention matrix (and a Transformer's per layer and "
-                                               "head)")
-    api_key: str | None = Field(None, description="the API key, where the server requires one")
+def _search_field(key: str) -> tuple[Any, Any]:
+    """A request's field for the decoding setting ``key``: its type and range, within the request's ceiling;
+    optional (None: the model's setting)."""
+    info, ceiling = DecodeConfig.model_fields[key], option(key).request_max
+    bounds = (*info.metadata, *([Le(ceiling)] if ceiling is not None else []))
+    return Annotated[(info.annotation, *bounds)] | None, Field(None, description=option(key).help)
+
+
+TranslateRequest = create_model(
+    "TranslateRequest",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="""Sentences for one model, with search settings; a setting left out takes the model's default (its
+    run's ``decode`` settings and the server's command line).""",
+    model=(str | None, Field(None, description="a served model's name (default: the first served)")),
+    sentences=(list[str], Field(description="detokenized sentences; a blank one gives a blank translation")),
+    **{key: _search_field(key) for key in SEARCH_SETTINGS},
+    attention=(bool, Field(False, description="return the attention matrix (and a Transformer's per layer and "
+                                              "head)")),
+    api_key=(str | None, Field(None, description="the API key, where the server requires one")),
+)
 
 
 class Scored(BaseModel):

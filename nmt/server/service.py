@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
 
 from nmt import NmtError
 from nmt.alignment import has_heads
-from nmt.config import LOWER_IS_BETTER
+from nmt.config import LOWER_IS_BETTER, DecodeConfig, RunConfig, TransformerConfig
 from nmt.models.builder import count_parameters
 from nmt.rundir import load_config
-from nmt.server.batcher import MicroBatcher, Output, QueueFull, SearchSettings
+from nmt.server.batcher import MicroBatcher, Output, QueueFull
 from nmt.server.schemas import Language, Limits, ModelInfo, Scored, SentenceResult
 from nmt.translate import Translator
 from nmt.words import word_ids, words
@@ -69,18 +68,18 @@ class ServedModel:
     name: str
     run_dir: Path
     translator: Translator
-    config: DictConfig
+    config: RunConfig
     checkpoint: str = "best.pt"
     quantize: str | None = None
     attention: str = field(default="none", init=False)  # set by the warm-up: 'heads', 'single' or 'none'
 
     @property
     def source(self) -> str:
-        return str(self.config.data.src_lang)
+        return self.config.data.src_lang
 
     @property
     def target(self) -> str:
-        return str(self.config.data.trg_lang)
+        return self.config.data.trg_lang
 
 
 def model_specs(specs: list[str]) -> list[tuple[str, Path]]:
@@ -159,7 +158,7 @@ class Service:
         self.status = "starting"
         self.compute_lock = threading.Lock()  # one batch at a time, of any model: the thread budget is shared
         self.batchers = {m.name: MicroBatcher(
-            m.translator, self.compute_lock, settings.batch_tokens or int(m.translator.decode.batch_tokens),
+            m.translator, self.compute_lock, settings.batch_tokens or m.translator.decode.batch_tokens,
             settings.batch_wait_ms / 1000, settings.max_queue, merge=settings.batching, name=m.name)
             for m in models}
 
@@ -216,30 +215,26 @@ class Service:
                 return m
         raise ApiError(400, f"no model translates {source}->{target}; served pairs: {pairs}")
 
-    def search_settings(self, m: ServedModel, **requested: Any) -> SearchSettings:
+    def search_settings(self, m: ServedModel, **requested: Any) -> DecodeConfig:
         """The model's decoding settings with a request's (None: the default), checked against the server's caps.
         An n-best list without a beam size searches with the model's beam, or as ``nmt translate`` does, with
         max(nbest, 5) beams where the model's default is greedy search."""
         d = m.translator.decode
         if requested.get("nbest") is not None and requested.get("beam_size") is None:
             requested["beam_size"] = max(requested["nbest"], d.beam_size if d.beam_size > 1 else 5)
-        values = {k: requested.get(k) if requested.get(k) is not None else d[k]
-                  for k in SearchSettings.__dataclass_fields__}
-        s = SearchSettings(beam_size=int(values["beam_size"]), alpha=float(values["alpha"]),
-                           nbest=int(values["nbest"]), max_len_a=float(values["max_len_a"]),
-                           max_len_b=int(values["max_len_b"]), min_length=int(values["min_length"]),
-                           no_repeat_ngram=int(values["no_repeat_ngram"]))
-        if s.beam_size > self.settings.max_beam:
-            raise ApiError(422, f"beam size {s.beam_size} is over this server's limit of {self.settings.max_beam}")
-        if s.nbest > self.settings.max_nbest:
-            raise ApiError(422, f"{s.nbest} hypotheses per sentence are over this server's limit of "
+        values = {**d.model_dump(), **{k: v for k, v in requested.items() if v is not None}}
+        beam, nbest, min_length = values["beam_size"], values["nbest"], values["min_length"]
+        if beam > self.settings.max_beam:
+            raise ApiError(422, f"beam size {beam} is over this server's limit of {self.settings.max_beam}")
+        if nbest > self.settings.max_nbest:
+            raise ApiError(422, f"{nbest} hypotheses per sentence are over this server's limit of "
                                 f"{self.settings.max_nbest}")
-        if s.nbest > s.beam_size:
-            raise ApiError(422, f"nbest ({s.nbest}) cannot exceed the beam size ({s.beam_size})")
-        if s.no_repeat_ngram == 1 and s.min_length >= len(m.translator.trg_tok) - 1:
-            raise ApiError(422, f"min_length {s.min_length} cannot be met without repeating a subword (the target "
+        if nbest > beam:
+            raise ApiError(422, f"nbest ({nbest}) cannot exceed the beam size ({beam})")
+        if values["no_repeat_ngram"] == 1 and min_length >= len(m.translator.trg_tok) - 1:
+            raise ApiError(422, f"min_length {min_length} cannot be met without repeating a subword (the target "
                                 f"vocabulary has {len(m.translator.trg_tok)})")
-        return s
+        return DecodeConfig.model_validate(values)  # each value is in its field's range: the request's schema says so
 
     def check_sentences(self, lines: list[str]) -> None:
         """The per-request limits: sentences per request and characters per sentence (before cleaning)."""
@@ -251,7 +246,7 @@ class Service:
                 raise ApiError(413, f"sentence {n} has {len(line)} characters; this server's limit is "
                                     f"{self.settings.max_chars}")
 
-    async def translate(self, m: ServedModel, texts: list[str], settings: SearchSettings,
+    async def translate(self, m: ServedModel, texts: list[str], settings: DecodeConfig,
                         heads: bool = False) -> list[Output | None]:
         """Translate cleaned sentences through the model's micro-batcher; a blank sentence gives None."""
         keep = [i for i, t in enumerate(texts) if t]
@@ -284,16 +279,16 @@ class Service:
 
     def model_info(self, m: ServedModel) -> ModelInfo:
         cfg = m.config
-        transformer = m.attention == "heads"
+        transformer = cfg.model if m.attention == "heads" and isinstance(cfg.model, TransformerConfig) else None
         return ModelInfo(
-            name=m.name, run=str(m.run_dir), checkpoint=m.checkpoint, design=str(cfg.model.name),
-            arch=str(cfg.model.arch), parameters=count_parameters(m.translator.model), source=m.source,
+            name=m.name, run=str(m.run_dir), checkpoint=m.checkpoint, design=cfg.model.name,
+            arch=cfg.model.arch, parameters=count_parameters(m.translator.model), source=m.source,
             target=m.target, max_length=m.translator.max_src_length,
             device=str(m.translator.device), precision=m.translator.precision.name, quantize=m.quantize,
-            attention=m.attention, layers=int(cfg.model.num_layers) if transformer else None,
-            heads=int(cfg.model.num_heads) if transformer else None,
-            decode={k: v for k, v in m.translator.decode.items() if isinstance(v, (int, float))},
-            scores=run_scores(m.run_dir, str(cfg.train.get("metric", "bleu"))),
+            attention=m.attention, layers=transformer.num_layers if transformer else None,
+            heads=transformer.num_heads if transformer else None,
+            decode={k: v for k, v in m.translator.decode.model_dump().items() if isinstance(v, (int, float))},
+            scores=run_scores(m.run_dir, cfg.train.metric),
             batching=self.batchers[m.name].stats())
 
     def languages(self) -> list[Language]:

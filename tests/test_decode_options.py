@@ -1,0 +1,120 @@
+"""Each decoding setting is defined once, as a field of nmt.config.DecodeConfig with its Option: the flags of
+`nmt translate` and `nmt serve`, their checks and messages, and the search fields of a server request all follow
+from the schema, so that adding a decoding setting is one edit there."""
+
+from __future__ import annotations
+
+import argparse
+import typing
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import annotated_types
+import pytest
+
+from nmt import NmtError, cli
+from nmt.config import DecodeConfig
+from nmt.decode_settings import KEYS, allowed, check_decode, choices, option, with_changes
+from tests.conftest import run_config
+
+FIELDS = DecodeConfig.model_fields
+
+
+def _bound(key: str, kind: type) -> Any:
+    """The field's bound of type ``kind`` (annotated_types.Ge, ...), or None."""
+    return next((getattr(m, kind.__name__.lower()) for m in FIELDS[key].metadata if isinstance(m, kind)), None)
+
+
+def _decoding_flags(command: str) -> dict[str, argparse.Action]:
+    """The decoding flags of ``nmt COMMAND``, by setting (their dest)."""
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    {"translate": cli._translate_parser, "serve": cli._serve_parser}[command](sub)
+    (group,) = [g for g in sub.choices[command]._action_groups if g.title == "decoding"]
+    return {action.dest: action for action in group._group_actions}
+
+
+@pytest.mark.parametrize("command", ["translate", "serve"])
+def test_every_setting_is_a_flag_of_translate_and_serve(command: str) -> None:
+    flags = _decoding_flags(command)
+    assert list(flags) == list(KEYS) == list(FIELDS)
+    for key, action in flags.items():
+        assert action.option_strings == [option(key).flag], key
+        assert action.default is None and action.help == option(key).help
+        if choices(key):
+            assert tuple(action.choices) == typing.get_args(FIELDS[key].annotation)
+        else:
+            assert action.type is FIELDS[key].annotation and action.choices is None
+    assert len({option(key).flag for key in KEYS}) == len(KEYS)
+
+
+def test_translate_and_serve_read_the_same_flags() -> None:
+    translate, serve = _decoding_flags("translate"), _decoding_flags("serve")
+    assert {k: (a.option_strings, a.type, a.choices, a.help) for k, a in translate.items()} == \
+           {k: (a.option_strings, a.type, a.choices, a.help) for k, a in serve.items()}
+
+
+def test_flags_are_read_back_and_checked_by_their_names() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    cli._translate_parser(sub)
+    args = parser.parse_args(["translate", "-m", "run", "--nbest", "3", "--alpha", "0.5", "--stop", "beams"])
+    assert cli._decode_settings(args) == {key: None for key in KEYS} | {"nbest": 3, "beam_size": 5, "alpha": 0.5,
+                                                                       "stop": "beams"}
+    args = parser.parse_args(["translate", "-m", "run", "--beam", "0"])
+    with pytest.raises(NmtError, match=r"^--beam 0: must be an integer >= 1 \(1: greedy search\)$"):
+        cli._decode_settings(args)
+
+
+@pytest.mark.parametrize("key", [k for k in KEYS if not choices(k)])
+def test_each_numeric_setting_is_checked_against_its_field(key: str) -> None:
+    low, integer = _bound(key, annotated_types.Ge), FIELDS[key].annotation is int
+    assert allowed(key).startswith(f"an integer {'>=' if not option(key).most else 'from'} {low:g}" if integer
+                                   else f"a finite number >= {low:g}")
+    check_decode({key: low})
+    for bad in (low - 1, True, "2", *([2.0] if integer else [float("nan"), float("inf")])):
+        with pytest.raises(NmtError) as by_flag:
+            check_decode({key: bad}, flags=True)
+        assert str(by_flag.value) == f"{option(key).flag} {bad}: must be {allowed(key)}"
+        with pytest.raises(NmtError, match=rf"^decode\.{key} "):
+            check_decode({key: bad})
+
+
+def test_a_choice_and_the_beam_bound_are_checked() -> None:
+    with pytest.raises(NmtError, match=r"^--stop fast: must be bound or beams$"):
+        check_decode({"stop": "fast"}, flags=True)
+    with pytest.raises(NmtError, match=r"^--nbest 5: must be at most the beam size \(--beam 3\)$"):
+        check_decode({"beam_size": 3, "nbest": 5}, flags=True)
+    with pytest.raises(NmtError, match=r"^unknown decoding setting 'beam' \(known: beam_size, alpha, nbest, "):
+        check_decode({"beam": 5})
+    check_decode({key: None for key in KEYS})  # None: not given
+
+
+def test_changes_keep_the_rest_and_are_checked() -> None:
+    decode = run_config(["decode=beam5"]).decode
+    changed = with_changes(decode, {"nbest": 2, "alpha": None, "max_len_b": 3})
+    assert changed == decode.model_copy(update={"nbest": 2, "max_len_b": 3})
+    with pytest.raises(NmtError, match=r"^decode\.nbest 6: must be at most the beam size \(decode\.beam_size 5\)$"):
+        with_changes(decode, {"nbest": 6})
+    assert decode.greedy().beam_size == decode.greedy().nbest == 1
+
+
+def test_the_server_request_takes_the_settings_the_schema_opens_to_it() -> None:
+    pytest.importorskip("fastapi")
+    from nmt.server.app import create_app
+    from nmt.server.schemas import SEARCH_SETTINGS
+    from nmt.server.service import ServedModel
+
+    cfg = run_config()
+    app = create_app([ServedModel("m", Path("run"), SimpleNamespace(decode=cfg.decode), cfg)])  # not started
+    body = app.openapi()["paths"]["/v1/translate"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    fields = body["properties"]
+    assert [key for key in fields if key in KEYS] == [key for key in KEYS if option(key).request] == \
+           list(SEARCH_SETTINGS)
+    for key in SEARCH_SETTINGS:
+        (schema, none) = fields[key]["anyOf"]
+        assert none == {"type": "null"} and fields[key]["description"] == option(key).help
+        assert schema["type"] == ("integer" if FIELDS[key].annotation is int else "number")
+        assert schema["minimum"] == _bound(key, annotated_types.Ge)
+        assert schema.get("maximum") == option(key).request_max
