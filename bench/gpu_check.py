@@ -37,7 +37,7 @@ from omegaconf import OmegaConf
 from nmt import NmtError, checkpoint
 from nmt.download import MULTI30K
 from nmt.hardware import machine
-from nmt.plot import read_metrics
+from nmt.rundir import RunDir
 
 SHORT = 60  # updates of the resume and torchrun checks, validated every 20
 NMT = [sys.executable, "-m", "nmt"]
@@ -109,7 +109,7 @@ def free_port() -> int:
 def row(out: Path, name: str) -> str:
     """One line of the table, from what the run left (a dash where a step did not get that far)."""
     run = out / name
-    train = [r for r in read_metrics(run) if r["split"] == "train"] if (run / "metrics.jsonl").exists() else []
+    train = [r for r in RunDir(run).metrics() if r["split"] == "train"] if (run / "metrics.jsonl").exists() else []
     if not train:
         return f"| {name} | - | - | - | - | - | - | - |"
     last = train[-1]

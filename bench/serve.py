@@ -112,9 +112,9 @@ def main() -> None:
     clients = [int(c) for c in args.clients.split(",")]
 
     from nmt.hardware import machine
-    from nmt.rundir import load_config
+    from nmt.rundir import RunDir
 
-    cfg = load_config(args.run)
+    cfg = RunDir(args.run).config()
     source, target = str(cfg.data.src_lang), str(cfg.data.trg_lang)
     if args.input is None:
         try:

@@ -93,8 +93,8 @@ def worker(precision: str, updates: int, warmup: int, threads: int) -> dict:
     from nmt.batching import token_batches
     from nmt.config import CONF_DIR, validate
     from nmt.models.builder import build_model, count_parameters
+    from nmt.optim import build_optimizer, train_update
     from nmt.tokenizer import build_tokenizers
-    from nmt.train import build_optimizer, train_update
 
     torch.set_num_threads(threads)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):

@@ -1,8 +1,10 @@
-"""Checkpoints: written atomically, loaded without executing code (``weights_only=True``), and checked before a
-model takes their weights."""
+"""Checkpoints: written atomically, loaded without executing code (``weights_only=True``), checked before a
+model takes their weights, averaged, and kept or dropped after each validation (:class:`Checkpoints`). Their file
+names are the run directory's (``nmt.rundir.RunDir``)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ import torch
 from torch import nn
 
 from nmt import NmtError, cannot_write
+from nmt.rundir import RunDir
 
 
 def save(obj: dict[str, Any], path: Path) -> None:
@@ -43,11 +46,35 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def step_checkpoints(run_dir: Path) -> list[Path]:
-    """A run's kept validation checkpoints, ``checkpoints/step-N.pt``, oldest first."""
-    paths = sorted((run_dir / "checkpoints").glob("step-*.pt"), key=lambda p: int(p.stem.removeprefix("step-")))
-    if not paths:
-        raise NmtError(f"no checkpoints in {run_dir / 'checkpoints'} (train.keep_last keeps them)")
-    return paths
+    """A run's kept validation checkpoints, oldest first (:meth:`RunDir.step_checkpoints`)."""
+    return RunDir(run_dir).step_checkpoints()
+
+
+class Checkpoints:
+    """The weights of every validation in ``checkpoints/step-N.pt``, of which the last ``keep_last`` and the best
+    ``keep_best`` (by their scores in ``checkpoints/index.json``) are kept, for ``nmt average``."""
+
+    def __init__(self, run_dir: RunDir, keep_last: int, keep_best: int, higher_is_better: bool) -> None:
+        self.run_dir, self.keep_last, self.keep_best = run_dir, keep_last, keep_best
+        self.sign = 1.0 if higher_is_better else -1.0
+
+    def add(self, weights: dict[str, Any], step: int, value: float) -> None:
+        """Keep the weights of the validation at ``step``, which scored ``value``; drop those no longer kept."""
+        if self.keep_last <= 0 and self.keep_best <= 0:
+            return
+        self.run_dir.checkpoints.mkdir(exist_ok=True)
+        index = self.run_dir.checkpoint_index
+        scores = json.loads(index.read_text()) if index.exists() else {}
+        save({"model": weights, "step": step}, self.run_dir.step_checkpoint(step))
+        scores[str(step)] = value
+        last = sorted(scores, key=int)[-self.keep_last:] if self.keep_last > 0 else []
+        best = sorted(scores, key=lambda k: -self.sign * scores[k])[: self.keep_best]
+        for k in set(scores) - set(last) - set(best):
+            self.run_dir.step_checkpoint(k).unlink(missing_ok=True)
+            del scores[k]
+        tmp = index.with_name(index.name + ".tmp")
+        tmp.write_text(json.dumps(scores, indent=0))
+        os.replace(tmp, index)
 
 
 def average(paths: list[Path]) -> dict[str, Any]:

@@ -118,8 +118,12 @@ def _add_decode_flags(p: argparse.ArgumentParser) -> None:
                                              "with max(N, 5) beams")
     for key, info in DecodeConfig.model_fields.items():
         flag = option(key).flag
-        kind = {"choices": choices(key)} if choices(key) else {
-            "type": info.annotation, "metavar": flag.removeprefix("--").replace("-", "_").upper()}
+        if info.annotation is bool:
+            kind: dict[str, object] = {"action": "store_const", "const": True}
+        elif choices(key):
+            kind = {"choices": choices(key)}
+        else:
+            kind = {"type": info.annotation, "metavar": flag.removeprefix("--").replace("-", "_").upper()}
         group.add_argument(flag, dest=key, help=option(key).help, **kind)
 
 
@@ -130,7 +134,7 @@ def _decode_settings(args: argparse.Namespace) -> dict[str, object]:
 
     settings = {key: getattr(args, key) for key in KEYS}
     check_decode(settings, flags=True)
-    if settings["nbest"] and not settings["beam_size"]:
+    if settings["nbest"] and not settings["beam_size"] and not settings["sample"]:
         settings["beam_size"] = max(settings["nbest"], 5)
     return settings
 
@@ -603,7 +607,7 @@ def run_serve(args: argparse.Namespace) -> None:
     import torch
 
     from nmt.hardware import int8_engine, resolve_device
-    from nmt.rundir import load_config
+    from nmt.rundir import RunDir
     from nmt.server.app import check_port, create_app, read_api_keys, serve
     from nmt.server.service import ServerSettings, load_model, model_specs
 
@@ -629,7 +633,7 @@ def run_serve(args: argparse.Namespace) -> None:
                        f"could never be queued")
     specs = model_specs(args.model)
     for _, run_dir in specs:
-        load_config(run_dir)
+        RunDir(run_dir).config()
         if not (run_dir / args.checkpoint).is_file():
             raise NmtError(f"checkpoint not found: {run_dir / args.checkpoint}")
     settings = ServerSettings(

@@ -98,12 +98,19 @@ class DataConfig(Group):
 class TokenizerConfig(Group):
     """``conf/tokenizer``: the sentencepiece model(s) of ``nmt.tokenizer``."""
 
-    type: Literal["bpe", "unigram"]
+    type: Literal["bpe", "unigram", "char"]
     vocab_size: Annotated[int, Field(ge=8)]
     joint: bool
     character_coverage: Annotated[float, Field(gt=0.0, le=1.0)]
     split_digits: bool
     sampling: Fraction = 0.0
+
+    @model_validator(mode="after")
+    def _sampling(self) -> TokenizerConfig:
+        if self.type == "char" and self.sampling:
+            raise ValueError("tokenizer.sampling needs subwords to sample (type bpe or unigram): a character "
+                             "vocabulary has one segmentation")
+        return self
 
 
 class RecurrentConfig(Group):
@@ -250,10 +257,25 @@ class DecodeConfig(Group):
         "--stop", "when beam search ends a sentence: bound (no live beam can beat the best finished one) or beams "
                   "(also once beam-size hypotheses finished: fairseq's rule, faster, not always the same output)",
         request=False)] = "bound"  # runs made before this key decode as its default
+    # Sampling (runs made before these keys decode by search, as their defaults say).
+    sample: Annotated[bool, Option(
+        "--sample", "draw each output token from the model's distribution instead of searching (shaped by "
+                    "--temperature, --top-k, --top-p); --nbest N draws N samples per sentence")] = False
+    temperature: Annotated[float, Field(gt=0.0, allow_inf_nan=False), Option(
+        "--temperature", "sampling: log-probabilities divided by T > 0 before drawing (below 1 sharper, above 1 "
+                         "flatter); scores stay the model's own", request_max=100)] = 1.0
+    top_k: Annotated[Count, Option("--top-k", "sampling: draw among the K most probable tokens only (0: all)",
+                                   note="0: all tokens", request_max=1_000_000)] = 0
+    top_p: Annotated[float, Field(gt=0.0, le=1.0), Option(
+        "--top-p", "sampling (nucleus): draw among the fewest most probable tokens whose probability reaches P, "
+                   "0 < P <= 1", most="1", note="1: all tokens")] = 1.0
+    seed: Annotated[Count, Option("--seed", "sampling: sample n of input line L is drawn from a generator seeded by "
+                                            "(seed, L, n): the same samples whatever the batch",
+                                  request_max=2**62)] = 0
 
     @model_validator(mode="after")
     def _nbest(self) -> DecodeConfig:
-        if self.nbest > self.beam_size:
+        if self.nbest > self.beam_size and not self.sample:
             raise ValueError(f"decode.nbest ({self.nbest}) cannot exceed decode.beam_size ({self.beam_size})")
         return self
 

@@ -10,7 +10,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
-from annotated_types import Ge
+from annotated_types import Ge, Gt
 from pydantic import TypeAdapter, ValidationError
 
 from nmt import NmtError
@@ -35,9 +35,14 @@ def allowed(key: str) -> str:
     if choices(key):
         return " or ".join(choices(key))
     info, note, most = DecodeConfig.model_fields[key], option(key).note, option(key).most
-    low = next(m.ge for m in info.metadata if isinstance(m, Ge))
+    if info.annotation is bool:
+        return "true or false"
     kind = "an integer" if info.annotation is int else "a finite number"
-    text = f"{kind} from {low:g} to {most}" if most else f"{kind} >= {low:g}"
+    low = next(m for m in info.metadata if isinstance(m, Ge | Gt))
+    if isinstance(low, Gt):
+        text = f"{kind} above {low.gt:g}" + (f", at most {most}" if most else "")
+    else:
+        text = f"{kind} from {low.ge:g} to {most}" if most else f"{kind} >= {low.ge:g}"
     return f"{text} ({note})" if note else text
 
 
@@ -65,7 +70,7 @@ def check_decode(settings: Mapping[str, Any], flags: bool = False) -> None:
             except ValidationError:
                 raise NmtError(f"{name(key)} {settings[key]}: must be {allowed(key)}") from None
     beam, nbest = settings.get("beam_size"), settings.get("nbest")
-    if beam is not None and nbest is not None and nbest > beam:
+    if beam is not None and nbest is not None and nbest > beam and not settings.get("sample"):
         raise NmtError(f"{name('nbest')} {nbest}: must be at most the beam size ({name('beam_size')} {beam})")
 
 

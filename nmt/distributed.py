@@ -5,7 +5,7 @@ each process calls :func:`setup`, wraps its model in DistributedDataParallel and
 batch. gloo on CPUs; nccl on GPUs, where each rank first binds to its own GPU (``torch.cuda.set_device``) and every
 collective below puts its tensors on that GPU, as nccl requires. Under torchrun the group starts even with one
 process (so that ``--nproc_per_node=1`` runs the same collectives); without torchrun (WORLD_SIZE unset) everything
-here is a no-op.
+here is a no-op. torchrun's variables are read here and nowhere else.
 """
 
 from __future__ import annotations
@@ -22,6 +22,16 @@ _device = torch.device("cpu")  # where the collectives' tensors live: the rank's
 def backend(device: torch.device) -> str:
     """nccl for GPUs, gloo for CPUs."""
     return "nccl" if device.type == "cuda" else "gloo"
+
+
+def is_main_process() -> bool:
+    """Whether this process is rank 0 (torchrun's RANK), or runs alone: the one that writes files and prints."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def local_world_size(world: int) -> int:
+    """The processes on this machine (torchrun's LOCAL_WORLD_SIZE), ``world`` without torchrun."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", world))
 
 
 def setup(device: torch.device) -> tuple[int, int]:

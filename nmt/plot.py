@@ -3,7 +3,6 @@ of one head or a grid of heads; the attention of dev sentences during training; 
 
 from __future__ import annotations
 
-import json
 import math
 import textwrap
 from pathlib import Path
@@ -18,6 +17,7 @@ from matplotlib.ticker import LogFormatter
 from torch import Tensor
 
 from nmt import NmtError, check_image_path
+from nmt.rundir import RunDir
 from nmt.translate import Translator
 from nmt.words import WORD_START, word_attention, words
 
@@ -151,31 +151,12 @@ def plot_dev_attention(translator: Translator, sentences: list[str], out_dir: Pa
     return paths
 
 
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """The records of a run's ``metrics.jsonl``."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise NmtError(f"metrics not found: {path} (is {run_dir} a training run directory?)")
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise NmtError(f"{path}:{number}: not a JSON record ({e.msg})") from None
-        if not isinstance(record, dict):
-            raise NmtError(f"{path}:{number}: not a JSON object")
-        records.append(record)
-    return records
-
-
 def plot_metrics(run_dirs: list[Path], path: Path, labels: list[str] | None = None) -> Path:
     """Training curves of one or more runs over update steps, one color per run: training and dev loss, dev
     perplexity (log scale) and dev BLEU. ``labels`` name the runs in the legends (default: the folder names)."""
     check_image_path(path)
     labels = labels or [Path(d).name for d in run_dirs]
-    runs = [read_metrics(d) for d in run_dirs]
+    runs = [RunDir(d).metrics() for d in run_dirs]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), squeeze=False, layout="constrained")
     loss_ax, ppl_ax, bleu_ax = axes[0]
     for k, (label, records) in enumerate(zip(labels, runs, strict=True)):

@@ -5,6 +5,7 @@ Works with every model through its ``encode`` / ``init_state`` / ``step`` interf
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -38,10 +39,14 @@ class NonFiniteScoresError(NmtError):
     """The model gave NaN log-probabilities: its weights are broken, and nothing it decodes means anything."""
 
 
+Pick = Callable[[Tensor, int], Tensor]  # (log-probabilities [B, V] at step i, i) -> the tokens chosen [B]
+
+
 @torch.no_grad()
 def greedy_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Tensor, min_length: int = 0,
-                  no_repeat_ngram: int = 0) -> list[Hypothesis]:
-    """Pick the most probable token at every step, all sentences of the batch at once.
+                  no_repeat_ngram: int = 0, pick: Pick | None = None) -> list[Hypothesis]:
+    """Pick the most probable token at every step (or the one ``pick`` chooses: see :func:`sampler`), all
+    sentences of the batch at once; a token's score is the model's log-probability of it.
 
     EOS is forbidden before ``min_length`` tokens, and a token that would repeat an n-gram of size
     ``no_repeat_ngram`` is never picked. At a sentence's last allowed step only EOS may follow (the maximum
@@ -62,7 +67,11 @@ def greedy_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: 
             log_probs[:, EOS].masked_fill_(~last, float("-inf"))
         block_repeated_ngrams(log_probs, history, no_repeat_ngram)
         only_eos(log_probs, last)
-        score, prev = log_probs.max(-1)
+        if pick is None:
+            score, prev = log_probs.max(-1)
+        else:
+            prev = pick(log_probs, i)
+            score = log_probs.gather(1, prev.unsqueeze(1)).squeeze(1)
         tokens.append(prev)
         scores.append(score)
         weights.append(a)
@@ -76,6 +85,28 @@ def greedy_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: 
         raise NonFiniteScoresError("the model's scores are not finite (NaN)")
     return _collect(torch.stack(tokens, 1), scores_t, torch.stack(weights, 1) if weights[0] is not None else None,
                     src_mask)
+
+
+def sampler(uniforms: Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> Pick:
+    """A ``pick`` for :func:`greedy_search` that samples: at step i, row r draws from the model's distribution
+    tempered by ``temperature`` (log-probabilities divided by it), cut to the ``top_k`` most probable tokens (0:
+    all) and to the nucleus, the fewest most probable tokens whose probability reaches ``top_p``; the draw is the
+    inverse of the distribution's cumulative sum at ``uniforms[r, i]`` (in [0, 1)), so that a row's tokens depend
+    on its own uniforms only, never on the batch it is in. A token of probability zero is never drawn."""
+    def pick(log_probs: Tensor, i: int) -> Tensor:
+        logits = log_probs.float() / temperature
+        if 0 < top_k < logits.size(-1):
+            logits = logits.masked_fill(logits < logits.topk(top_k, -1).values[:, -1:], float("-inf"))
+        probs = torch.softmax(logits, -1)
+        if top_p < 1.0:
+            ranked, order = probs.sort(-1, descending=True)
+            ranked = ranked.masked_fill(ranked.cumsum(-1) - ranked >= top_p, 0.0)  # mass above reached p: out
+            probs = torch.zeros_like(probs).scatter(-1, order, ranked)
+        cdf = probs.cumsum(-1)
+        u = uniforms[:, i : i + 1].to(cdf) * cdf[:, -1:]
+        return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp(max=probs.size(-1) - 1)
+
+    return pick
 
 
 def _collect(tokens: Tensor, scores: Tensor, attention: Tensor | None, src_mask: Tensor) -> list[Hypothesis]:

@@ -74,15 +74,25 @@ def train_sentencepiece(texts: Iterable[str], model_file: Path, vocab_size: int,
     """Train a sentencepiece model on ``texts``; write it to ``model_file`` and its pieces beside it (.vocab).
 
     ``vocab_size`` is an upper bound: a small corpus (such as the date task) gets the vocabulary it supports.
+    ``model_type`` "char" gives one symbol per character, spaces included (as "▁"), with no normalisation and the
+    bytes of characters the training data lacks as fallback symbols: any line round-trips exactly.
     """
     model_file.parent.mkdir(parents=True, exist_ok=True)
     model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size, model_type=model_type,
-        character_coverage=character_coverage, split_digits=split_digits, hard_vocab_limit=False,
-        pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, input_sentence_size=max_sentences,
-        shuffle_input_sentence=True, minloglevel=2,
-    )
+    characters = ({"normalization_rule_name": "identity", "add_dummy_prefix": False,
+                   "remove_extra_whitespaces": False, "byte_fallback": True} if model_type == "char" else {})
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size, model_type=model_type,
+            character_coverage=character_coverage, split_digits=split_digits, hard_vocab_limit=False,
+            pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, input_sentence_size=max_sentences,
+            shuffle_input_sentence=True, minloglevel=2, **characters,
+        )
+    except RuntimeError as e:
+        if model_type == "char" and "vocab_size" in str(e):
+            raise NmtError(f"tokenizer.vocab_size={vocab_size} is too small for characters: the 256 byte symbols, 4 "
+                           f"special ones and every character of the training data must fit") from None
+        raise
     model_file.write_bytes(model.getvalue())
     tokenizer = Tokenizer(model_file)
     with open(model_file.with_suffix(".vocab"), "w", encoding="utf-8") as f:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import select
@@ -32,9 +33,9 @@ from nmt.decode_settings import check_decode, with_changes
 from nmt.hardware import Precision, int8_engine, resolve_device, resolve_precision
 from nmt.models.builder import build_model
 from nmt.models.ensemble import Ensemble
-from nmt.rundir import load_config
-from nmt.search import Hypothesis, NonFiniteScoresError, beam_search, greedy_search, max_output_lengths
-from nmt.tokenizer import Tokenizer, load_tokenizers
+from nmt.rundir import RunDir
+from nmt.search import Hypothesis, NonFiniteScoresError, beam_search, greedy_search, max_output_lengths, sampler
+from nmt.tokenizer import Tokenizer
 from nmt.words import pharaoh
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class Translator:
                           resolve_precision(precision, self.device, model=model, backward=False))
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, checkpoint_name: str = "best.pt", quantize: str | None = None,
+    def from_run(cls, run_dir: str | Path, checkpoint_name: str = RunDir.BEST, quantize: str | None = None,
                  precision: Precision | str = "fp32", device: torch.device | str = "cpu",
                  **decode: object) -> Translator:
         """Load a run directory: its config, sentencepiece model(s) and a checkpoint (``best.pt`` by default),
@@ -121,7 +122,7 @@ class Translator:
         their probabilities at every step: one checkpoint name per run, or one for all. The runs must share their
         sentencepiece models (a one-line error names the two that differ); the decoding settings are the first
         run's, with ``decode`` overriding them."""
-        runs = [Path(r) for r in run_dirs]
+        runs = [RunDir(r) for r in run_dirs]
         names = list(checkpoint_names) * len(runs) if len(checkpoint_names) == 1 else list(checkpoint_names)
         if len(names) != len(runs):
             raise NmtError(f"{len(names)} checkpoints for {len(runs)} runs: give one checkpoint for all, or one "
@@ -131,8 +132,8 @@ class Translator:
             raise NmtError(f"unknown quantization {quantize!r} (supported: int8)")
         engine = int8_engine(device) if quantize else None  # refuses a GPU before anything is loaded
         check_decode(decode)
-        configs = [load_config(run) for run in runs]
-        tokenizers = [load_tokenizers(run, cfg.tokenizer.joint) for run, cfg in zip(runs, configs, strict=True)]
+        configs = [run.config() for run in runs]
+        tokenizers = [run.tokenizers(cfg.tokenizer.joint) for run, cfg in zip(runs, configs, strict=True)]
         for run, (src, trg) in zip(runs[1:], tokenizers[1:], strict=True):
             for side, mine, first in (("source", src, tokenizers[0][0]), ("target", trg, tokenizers[0][1])):
                 if mine.path.read_bytes() != first.path.read_bytes():
@@ -143,7 +144,7 @@ class Translator:
         members = []
         for run, name, cfg in zip(runs, names, configs, strict=True):
             model = build_model(cfg.model, len(src_tok), len(trg_tok))
-            checkpoint.load_weights(model, run / name)
+            checkpoint.load_weights(model, run.checkpoint(name))
             members.append(model.eval())
         model = members[0] if len(members) == 1 else Ensemble(members)
         if engine is not None:
@@ -155,11 +156,13 @@ class Translator:
                                                                dtype=torch.qint8)
         settings = with_changes(configs[0].decode, decode)
         max_length = min(cfg.data.max_length for cfg in configs)
-        paths = ", ".join(str(run / name) for run, name in zip(runs, names, strict=True))
+        paths = ", ".join(str(run.checkpoint(name)) for run, name in zip(runs, names, strict=True))
         return cls(model.to(device), src_tok, trg_tok, settings, max_length, precision, paths)
 
-    def translate(self, sentences: list[str], names: list[str] | None = None) -> list[Translation]:
-        """Translate detokenized sentences; ``names`` (e.g. 'file:line') label truncation warnings.
+    def translate(self, sentences: list[str], names: list[str] | None = None,
+                  lines: Sequence[int] | None = None) -> list[Translation]:
+        """Translate detokenized sentences; ``names`` (e.g. 'file:line') label truncation warnings, ``lines`` number
+        them for sampling (default: their positions in the list; see :meth:`search`).
 
         Ctrl-C raises :class:`PartialTranslation` with the sentences translated so far (None for the others).
         """
@@ -171,7 +174,7 @@ class Translator:
                             self.max_src_length)
                 src_ids[i] = ids[: self.max_src_length]
         try:
-            searched = self.search(src_ids)
+            searched = self.search(src_ids, lines)
         except PartialTranslation as e:
             raise PartialTranslation([self._translation(ids, hyps) if hyps else None
                                       for ids, hyps in zip(src_ids, e.done, strict=True)]) from None
@@ -186,23 +189,33 @@ class Translator:
                            pharaoh(best.attention, src_pieces, trg_pieces), nbest)
 
     @torch.no_grad()
-    def search(self, src_ids: list[list[int]]) -> list[list[Hypothesis]]:
+    def search(self, src_ids: list[list[int]], lines: Sequence[int] | None = None) -> list[list[Hypothesis]]:
         """Decode subword id sequences in batches of similar length; n-best lists come back in input order.
 
-        Greedy search for ``beam_size`` 1, beam search otherwise (settings from ``self.decode``). NaN scores are
-        an ``NmtError`` naming the checkpoint; Ctrl-C raises :class:`PartialTranslation` with the lists finished so
-        far (empty for the others).
+        Greedy search for ``beam_size`` 1, beam search otherwise, or with ``sample`` ``nbest`` samples per
+        sentence, sample n of the sentence numbered L (``lines``, default its position) drawn from a generator
+        seeded by (``seed``, L, n) (settings from ``self.decode``). NaN scores are an ``NmtError`` naming the
+        checkpoint; Ctrl-C raises :class:`PartialTranslation` with the lists finished so far (empty for the others).
         """
         d = self.decode
         was_training = self.model.training
         self.model.eval()
         results: list[list[Hypothesis]] = [[] for _ in src_ids]
+        lines = range(len(src_ids)) if lines is None else lines
+        copies = d.nbest if d.sample else 1  # the rows of a sentence in a batch: one per sample
         try:
-            for indices in token_batches([len(s) for s in src_ids], None, d.batch_tokens):
-                batch = make_batch([src_ids[i] for i in indices]).to(self.device)
+            for indices in token_batches([len(s) for s in src_ids], None, max(1, d.batch_tokens // copies)):
+                batch = make_batch([src_ids[i] for i in indices for _ in range(copies)]).to(self.device)
                 max_lengths = max_output_lengths(batch.src_mask, d.max_len_a, d.max_len_b)
                 with self.precision.autocast(self.device):
-                    if d.beam_size == 1:
+                    if d.sample:
+                        pick = sampler(_uniforms([(lines[i], n) for i in indices for n in range(copies)],
+                                                 max_lengths, d.seed).to(self.device), d.temperature, d.top_k,
+                                       d.top_p)
+                        rows = greedy_search(self.model, batch.src, batch.src_mask, max_lengths, d.min_length,
+                                             d.no_repeat_ngram, pick)
+                        nbest = [rows[k : k + copies] for k in range(0, len(rows), copies)]
+                    elif d.beam_size == 1:
                         nbest = [[h] for h in greedy_search(self.model, batch.src, batch.src_mask, max_lengths,
                                                             d.min_length, d.no_repeat_ngram)]
                     else:
@@ -222,6 +235,16 @@ class Translator:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+
+def _uniforms(rows: list[tuple[int, int]], max_lengths: Tensor, seed: int) -> Tensor:
+    """[rows, steps]: for sample n of the sentence numbered L, the uniforms of a generator seeded by (seed, L, n),
+    as many as its own length limit (so that they do not depend on its batch), zero-padded."""
+    out = torch.zeros(len(rows), int(max_lengths.max()))
+    for r, ((line, n), length) in enumerate(zip(rows, max_lengths.tolist(), strict=True)):
+        key = int.from_bytes(hashlib.sha256(f"{seed}:{line}:{n}".encode()).digest()[:8], "little") >> 1
+        out[r, :length] = torch.rand(length, generator=torch.Generator().manual_seed(key))
+    return out
 
 
 def _decode_line(raw: bytes, name: str, number: int) -> str:
@@ -381,8 +404,8 @@ def translate_chunks(translator: Translator, chunks: Iterable[list[str]], out: T
                 results: list[Translation | None] = [None] * len(chunk)
                 interrupted = False  # Ctrl-C may come after the chunk's last sentence: it still stops the stream
                 try:
-                    done = translator.translate([texts[i] for i in keep], [f"{name}:{count + i + 1}" for i in keep]) \
-                        if keep else []
+                    done = translator.translate([texts[i] for i in keep], [f"{name}:{count + i + 1}" for i in keep],
+                                                [count + i for i in keep]) if keep else []
                 except PartialTranslation as e:
                     done, interrupted = e.done, True
                 for i, t in zip(keep, done, strict=True):

@@ -1,13 +1,17 @@
 """Builders shared by the tests: small models of every design with fixed toy sentences, so that the tests of
-search, stepwise gradients, bf16 rows and the model contract use the same ones."""
+search, stepwise gradients, bf16 rows and the model contract use the same ones; and toy training pairs with their
+model and train settings, for the tests of updates on one process and on several."""
 
 from __future__ import annotations
 
 import torch
+from datasets import Dataset
+from torch import nn
 
 from nmt.models.ensemble import Ensemble
 from nmt.models.recurrent import RecurrentSeq2Seq
 from nmt.models.transformer import TransformerSeq2Seq
+from tests.conftest import run_config
 
 # Source and target ids of mixed lengths (so that a batch pads both sides); every design's vocabulary holds them.
 SOURCES = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17]]
@@ -52,3 +56,22 @@ def small_ensemble(design: str) -> Ensemble:
         torch.manual_seed(seed)
         members.append(build())
     return Ensemble(members).eval()
+
+
+def toy_data(n: int = 24, seed: int = 0) -> tuple[Dataset, list[int]]:
+    """``n`` tokenised training pairs of 2 to 8 ids from 4 to 39, and their target lengths."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(2, 9, (n, 2), generator=g).tolist()
+    rows = {"src_ids": [torch.randint(4, 40, (s,), generator=g).tolist() for s, _ in lengths],
+            "trg_ids": [torch.randint(4, 40, (t,), generator=g).tolist() for _, t in lengths]}
+    return Dataset.from_dict(rows), [t for _, t in lengths]
+
+
+def toy_model() -> nn.Module:
+    """A recurrent model for :func:`toy_data`, the same each call (seed 0), dropout off."""
+    torch.manual_seed(0)
+    return RecurrentSeq2Seq(40, 40, emb_size=16, hidden_size=16, decoder_hidden_size=24, attention_size=16,
+                            dropout=0.0)
+
+
+TOY_TRAIN = run_config(["train.precision=fp32", "train.label_smoothing=0.1", "train.clip_grad_norm=0"]).train

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from nmt import checkpoint
 from nmt.models.builder import build_model
-from nmt.rundir import load_config
+from nmt.rundir import RunDir
 from nmt.tokenizer import Tokenizer
 from tests.conftest import compose_config
 
@@ -32,7 +32,7 @@ def transformer_run(dates_run: tuple[Path, dict], tmp_path_factory: pytest.TempP
     OmegaConf.save(cfg, run_dir / "config.yaml")
     vocab = len(Tokenizer(run_dir / "spm.joint.model"))
     torch.manual_seed(0)
-    checkpoint.save({"model": build_model(load_config(run_dir).model, vocab, vocab).state_dict()},
+    checkpoint.save({"model": build_model(RunDir(run_dir).config().model, vocab, vocab).state_dict()},
                     run_dir / "best.pt")
     return run_dir
 

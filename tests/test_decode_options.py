@@ -44,6 +44,8 @@ def test_every_setting_is_a_flag_of_translate_and_serve(command: str) -> None:
         assert action.default is None and action.help == option(key).help
         if choices(key):
             assert tuple(action.choices) == typing.get_args(FIELDS[key].annotation)
+        elif FIELDS[key].annotation is bool:  # a switch: given, it is True
+            assert action.nargs == 0 and action.const is True
         else:
             assert action.type is FIELDS[key].annotation and action.choices is None
     assert len({option(key).flag for key in KEYS}) == len(KEYS)
@@ -67,13 +69,26 @@ def test_flags_are_read_back_and_checked_by_their_names() -> None:
         cli._decode_settings(args)
 
 
-@pytest.mark.parametrize("key", [k for k in KEYS if not choices(k)])
+NUMERIC = [k for k in KEYS if not choices(k) and FIELDS[k].annotation is not bool]
+
+
+@pytest.mark.parametrize("key", NUMERIC)
 def test_each_numeric_setting_is_checked_against_its_field(key: str) -> None:
-    low, integer = _bound(key, annotated_types.Ge), FIELDS[key].annotation is int
-    assert allowed(key).startswith(f"an integer {'>=' if not option(key).most else 'from'} {low:g}" if integer
-                                   else f"a finite number >= {low:g}")
-    check_decode({key: low})
-    for bad in (low - 1, True, "2", *([2.0] if integer else [float("nan"), float("inf")])):
+    integer = FIELDS[key].annotation is int
+    low, above = _bound(key, annotated_types.Ge), _bound(key, annotated_types.Gt)
+    kind = "an integer" if integer else "a finite number"
+    if above is not None:  # a strict lower bound: the bound itself is refused
+        assert allowed(key).startswith(f"{kind} above {above:g}")
+        bads: tuple = (above, above - 1)
+    else:
+        assert allowed(key).startswith(f"{kind} {'>=' if not option(key).most else 'from'} {low:g}")
+        check_decode({key: low})
+        bads = (low - 1,)
+    top = _bound(key, annotated_types.Le)
+    if top is not None:
+        check_decode({key: top})
+        bads += (top + 1,)
+    for bad in (*bads, True, "2", *([2.0] if integer else [float("nan"), float("inf")])):
         with pytest.raises(NmtError) as by_flag:
             check_decode({key: bad}, flags=True)
         assert str(by_flag.value) == f"{option(key).flag} {bad}: must be {allowed(key)}"
@@ -86,6 +101,7 @@ def test_a_choice_and_the_beam_bound_are_checked() -> None:
         check_decode({"stop": "fast"}, flags=True)
     with pytest.raises(NmtError, match=r"^--nbest 5: must be at most the beam size \(--beam 3\)$"):
         check_decode({"beam_size": 3, "nbest": 5}, flags=True)
+    check_decode({"beam_size": 1, "nbest": 5, "sample": True})  # samples, not beams: any number of them
     with pytest.raises(NmtError, match=r"^unknown decoding setting 'beam' \(known: beam_size, alpha, nbest, "):
         check_decode({"beam": 5})
     check_decode({key: None for key in KEYS})  # None: not given
@@ -115,6 +131,10 @@ def test_the_server_request_takes_the_settings_the_schema_opens_to_it() -> None:
     for key in SEARCH_SETTINGS:
         (schema, none) = fields[key]["anyOf"]
         assert none == {"type": "null"} and fields[key]["description"] == option(key).help
-        assert schema["type"] == ("integer" if FIELDS[key].annotation is int else "number")
-        assert schema["minimum"] == _bound(key, annotated_types.Ge)
-        assert schema.get("maximum") == option(key).request_max
+        annotation = FIELDS[key].annotation
+        assert schema["type"] == {int: "integer", bool: "boolean"}.get(annotation, "number")
+        if annotation is bool:
+            continue
+        assert schema.get("minimum") == _bound(key, annotated_types.Ge)
+        assert schema.get("exclusiveMinimum") == _bound(key, annotated_types.Gt)
+        assert schema.get("maximum") == (option(key).request_max or _bound(key, annotated_types.Le))

@@ -15,9 +15,9 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from nmt import checkpoint, distributed
-from nmt.train import train_update
+from nmt.optim import train_update
 from tests.conftest import SMALL_DATES
-from tests.test_train import TOY_TRAIN, _toy_data, _toy_model
+from tests.helpers import TOY_TRAIN, toy_data, toy_model
 
 BATCHES = [[list(range(0, 11))], [list(range(11, 24))], [list(range(3, 20))]]  # one batch per update
 
@@ -32,8 +32,8 @@ def _rank(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     rank, world = distributed.setup(torch.device("cpu"))
-    train_set, trg_lengths = _toy_data()
-    model = _toy_model()
+    train_set, trg_lengths = toy_data()
+    model = toy_model()
     ddp = nn.parallel.DistributedDataParallel(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     worst = 0.0
@@ -56,14 +56,14 @@ def test_two_gloo_ranks_stay_identical_and_match_one_process(tmp_path: Path) -> 
     mp.spawn(_rank, args=(2, _free_port(), str(out)), nprocs=2, join=True)
     result = torch.load(out, weights_only=True)
     assert result["worst"] == 0.0
-    train_set, trg_lengths = _toy_data()
-    single = _toy_model()
+    train_set, trg_lengths = toy_data()
+    single = toy_model()
     optimizer = torch.optim.SGD(single.parameters(), lr=1.0)
     for group in BATCHES:
         train_update(single, optimizer, train_set, group, trg_lengths, TOY_TRAIN)
     for name, value in single.state_dict().items():
         torch.testing.assert_close(result["model"][name], value, rtol=1e-5, atol=1e-5, msg=name)
-    assert not torch.equal(single.state_dict()["output.weight"], _toy_model().state_dict()["output.weight"])
+    assert not torch.equal(single.state_dict()["output.weight"], toy_model().state_dict()["output.weight"])
 
 
 def test_torchrun_trains_with_two_processes_and_rank_0_writes(tmp_path: Path) -> None:

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 from omegaconf import open_dict
 
-from nmt import NmtError, cli, download, rundir
+from nmt import NmtError, cli, download
 from nmt.config import validate
 from nmt.data import prepare
 from nmt.download import MULTI30K, MULTI30K_DIR, Expected
+from nmt.rundir import RunDir
 from tests.conftest import MULTI30K as REAL_MULTI30K
 from tests.conftest import compose_config, needs_multi30k
 
@@ -260,10 +261,10 @@ def test_a_run_saved_before_the_download_key_resumes_with_it(tmp_path: Path) -> 
     saved = cfg.copy()
     with open_dict(saved):
         del saved.data["download"]
-    run = tmp_path / "run"
-    run.mkdir()
-    rundir.save_config(validate(saved, check_files=False), run)
-    assert rundir.resume_config(run, validate(cfg, check_files=False)).data.download == "multi30k"
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.save_config(validate(saved, check_files=False))
+    assert run.resume_config(validate(cfg, check_files=False)).data.download == "multi30k"
 
 
 @needs_multi30k

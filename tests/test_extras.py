@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nmt.train import MetricsLog
+from nmt.rundir import RunDir
 
 EXTRA_MODULES = ("fastapi", "starlette", "uvicorn", "python_multipart", "multipart", "tensorboard",
                  "torch.utils.tensorboard")
@@ -52,8 +52,8 @@ def test_training_logs_metrics_without_tensorboard(monkeypatch: pytest.MonkeyPat
                                                    caplog: pytest.LogCaptureFixture) -> None:
     for name in ("tensorboard", "torch.utils.tensorboard"):
         monkeypatch.setitem(sys.modules, name, None)
-    metrics = MetricsLog(tmp_path / "metrics.jsonl")
-    with caplog.at_level(logging.INFO, logger="nmt.train"):
+    metrics = RunDir(tmp_path).metrics_log()
+    with caplog.at_level(logging.INFO, logger="nmt.rundir"):
         metrics.write(split="train", step=1, loss=2.5)
         metrics.write(split="dev", step=1, loss=2.0)
     assert [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [2.5, 2.0]

@@ -397,8 +397,9 @@ def test_ctrl_c_after_a_chunk_s_last_sentence_still_stops_the_stream(dates_run: 
     """Ctrl-C that lands after the search of a chunk's last sentence (PartialTranslation with every sentence done)
     writes the whole chunk and stops there, instead of being lost (it once let a run go on to the end, exit 0)."""
     class InterruptedAtTheEnd(Translator):
-        def translate(self, sentences: list[str], names: list[str] | None = None) -> list:
-            raise PartialTranslation(super().translate(sentences, names))
+        def translate(self, sentences: list[str], names: list[str] | None = None, lines: list[int] | None = None
+                      ) -> list:
+            raise PartialTranslation(super().translate(sentences, names, lines))
 
     plain = Translator.from_run(dates_run[0])
     translator = InterruptedAtTheEnd(plain.model, plain.src_tok, plain.trg_tok, plain.decode, plain.max_src_length)
@@ -414,10 +415,11 @@ def test_ctrl_c_whose_exception_a_library_swallowed_still_stops_the_stream(dates
     """Ctrl-C is remembered as well as raised: where code between nmt and the signal swallows the KeyboardInterrupt
     (simulated here by a translator that catches it), the stream still stops after writing that chunk."""
     class Swallowing(Translator):
-        def translate(self, sentences: list[str], names: list[str] | None = None) -> list:
+        def translate(self, sentences: list[str], names: list[str] | None = None, lines: list[int] | None = None
+                      ) -> list:
             with contextlib.suppress(KeyboardInterrupt):
                 signal.raise_signal(signal.SIGINT)
-            return super().translate(sentences, names)
+            return super().translate(sentences, names, lines)
 
     plain = Translator.from_run(dates_run[0])
     translator = Swallowing(plain.model, plain.src_tok, plain.trg_tok, plain.decode, plain.max_src_length)

@@ -16,6 +16,7 @@ from nmt.search import (
     greedy_search,
     length_penalty,
     max_output_lengths,
+    sampler,
 )
 from nmt.tokenizer import EOS
 from nmt.translate import Translator
@@ -250,3 +251,49 @@ def test_the_encoder_output_has_one_row_per_searching_sentence() -> None:
     searching = [sum(length > i for length in lengths) for i in range(max(lengths))]
     assert [sentences for sentences, _ in model.seen] == searching  # the others left, with their encoder output
     assert [rows for _, rows in model.seen] == [len(SOURCES)] + [3 * n for n in searching[1:]]
+
+
+# --- sampling -----------------------------------------------------------------------------------------------------
+
+def _sampled(model: torch.nn.Module, pick: object, sources: list[list[int]] = SOURCES) -> list:
+    batch = make_batch(sources)
+    return greedy_search(model, batch.src, batch.src_mask, max_output_lengths(batch.src_mask, 1.5, 5), pick=pick)
+
+
+@pytest.mark.parametrize("shape", [{"temperature": 1e-6}, {"top_k": 1}, {"top_p": 1e-6}])
+def test_sampling_that_leaves_one_token_is_greedy_search(shape: dict) -> None:
+    """Temperature towards 0, top-k 1 and a nucleus of one token all keep only the most probable token."""
+    model = small_rnn()
+    uniforms = torch.rand(len(SOURCES), 40, generator=torch.Generator().manual_seed(3))
+    greedy, sampled = _search(model, SOURCES, 0), _sampled(model, sampler(uniforms, **shape))
+    for (g,), s in zip(greedy, sampled, strict=True):
+        assert s.tokens == g.tokens and s.token_scores == pytest.approx(g.token_scores, abs=1e-6)
+
+
+def test_samples_follow_the_uniforms_and_score_the_model_s_own_probabilities() -> None:
+    """Each row's tokens come from its own uniforms (another batch, another order: the same samples); a sample's
+    score is the model's untempered log-probability of it, read back with teacher forcing."""
+    model = small_rnn()
+    uniforms = torch.rand(len(SOURCES), 40, generator=torch.Generator().manual_seed(5))
+    pick = sampler(uniforms, temperature=2.0)
+    together = _sampled(model, pick)
+    assert len({tuple(h.tokens) for h in together}) > 1
+    for b in range(len(SOURCES)):
+        (alone,) = _sampled(model, sampler(uniforms[b : b + 1], temperature=2.0), [SOURCES[b]])
+        assert alone.tokens == together[b].tokens
+        assert alone.score == pytest.approx(teacher_forced_log_prob(model, SOURCES[b], alone.tokens), abs=1e-4)
+    hot = _sampled(model, sampler(uniforms, temperature=50.0))
+    assert [h.tokens for h in hot] != [h.tokens for h in together]  # the temperature shapes the draws
+
+
+def test_top_k_and_the_nucleus_draw_only_inside_their_sets() -> None:
+    torch.manual_seed(0)
+    log_probs = torch.log_softmax(torch.randn(200, 30), -1)
+    uniforms = torch.rand(200, 1)
+    ranks = log_probs.argsort(-1, descending=True).argsort(-1)  # rank 0: the most probable token
+    drawn = sampler(uniforms, top_k=3)(log_probs, 0)
+    assert (ranks.gather(1, drawn.unsqueeze(1)) < 3).all() and len(set(drawn.tolist())) > 3
+    probs = log_probs.exp()
+    nucleus = sampler(uniforms, top_p=0.5)(log_probs, 0)
+    above = (probs * (probs > probs.gather(1, nucleus.unsqueeze(1)))).sum(-1)  # the mass ranked above the draw
+    assert (above < 0.5).all()

@@ -28,11 +28,10 @@ from nmt import checkpoint
 from nmt.cli import main
 from nmt.config import DecodeConfig
 from nmt.models.builder import build_model
-from nmt.rundir import load_config
+from nmt.rundir import RunDir
 from nmt.server.app import create_app
 from nmt.server.batcher import MicroBatcher, QueueFull
 from nmt.server.service import ServerSettings, load_model
-from nmt.tokenizer import load_tokenizers
 from nmt.translate import Translator
 from nmt.words import word_attention
 from tests.conftest import SMALL_DATES, compose_config
@@ -81,8 +80,9 @@ def transformer_run(dates_run: tuple[Path, dict], tmp_path_factory: pytest.TempP
     OmegaConf.save(cfg, out / "config.yaml")
     for f in run.glob("spm.*"):
         shutil.copy(f, out)
-    src, trg = load_tokenizers(out, cfg.tokenizer.joint)
-    checkpoint.save({"model": build_model(load_config(out).model, len(src), len(trg)).state_dict()}, out / "best.pt")
+    src, trg = RunDir(out).tokenizers(cfg.tokenizer.joint)
+    model = build_model(RunDir(out).config().model, len(src), len(trg))
+    checkpoint.save({"model": model.state_dict()}, out / "best.pt")
     shutil.copy(run / "metrics.jsonl", out)
     return out
 
@@ -202,7 +202,8 @@ def test_v1_translate_nbest_scores_pieces_and_alignment(client: TestClient, date
     body = client.post("/v1/translate", json={"sentences": sentences, "beam_size": 4, "nbest": 3, "alpha": 1.0}).json()
     assert body["model"] == "dates"
     assert body["settings"] == {"beam_size": 4, "alpha": 1.0, "nbest": 3, "max_len_a": 1.5, "max_len_b": 10,
-                                "min_length": 0, "no_repeat_ngram": 0}
+                                "min_length": 0, "no_repeat_ngram": 0, "sample": False, "temperature": 1.0,
+                                "top_k": 0, "top_p": 1.0, "seed": 0}
     first, blank, last = body["translations"]
     assert blank["text"] == "" and blank["nbest"] == [] and blank["attention"] is None
     for got, want in ((first, expected[0]), (last, expected[1])):
@@ -492,3 +493,19 @@ def test_sigterm_lets_requests_in_flight_finish(dates_run: tuple[Path, dict], tm
     assert answers["queued"].status_code == 200 and len(answers["queued"].json()["translations"]) == 5
     server_log = log_file.read_text(encoding="utf-8")
     assert "Application shutdown complete" in server_log and "Traceback" not in server_log
+
+
+def test_v1_translate_samples_by_seed_and_position_in_the_request(client: TestClient) -> None:
+    """Sampling through the rich API: n samples per sentence, scores the model's own, the same samples for the same
+    seed and position in a request whatever else the server translates with them, others for another seed."""
+    hot = {"sample": True, "nbest": 3, "temperature": 3.0}
+
+    def samples(sentences: list[str], seed: int) -> list[list[str]]:
+        body = client.post("/v1/translate", json={"sentences": sentences, "seed": seed, **hot}).json()
+        return [[n["text"] for n in t["nbest"]] for t in body["translations"]]
+
+    first = samples([DATE, "the 3rd of May 1999"], 11)
+    assert all(len(s) == 3 for s in first) and len({x for s in first for x in s}) > 2
+    assert samples([DATE, "the 3rd of May 1999"], 11) == first
+    assert samples([DATE], 11) == first[:1]  # position 0 of its request, alone
+    assert samples([DATE], 12) != first[:1]

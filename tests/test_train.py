@@ -17,28 +17,21 @@ from typing import Any
 
 import pytest
 import torch
-from datasets import Dataset
 from omegaconf import OmegaConf
 from torch import nn
 from torch.nn import functional as F
 
 from nmt import NmtError, checkpoint, rundir
-from nmt.checkpoint import step_checkpoints
-from nmt.config import CONF_DIR, validate
-from nmt.models.recurrent import RecurrentSeq2Seq
-from nmt.train import (
-    Checkpoints,
-    CrossEntropy,
-    Interrupted,
-    Interrupts,
-    Progress,
-    Trainer,
-    build_scheduler,
-    train,
-    train_update,
-)
+from nmt.config import CONF_DIR, RunConfig, validate
+from nmt.interrupts import Interrupted, Interrupts
+from nmt.loss import CrossEntropy
+from nmt.optim import build_scheduler, train_update
+from nmt.rundir import RunDir
+from nmt.train import build_trainer, launch, session, train
+from nmt.trainer import Progress, Trainer
 from nmt.translate import Translator
 from tests.conftest import SMALL_DATES, compose_config, run_config
+from tests.helpers import TOY_TRAIN, toy_data, toy_model
 
 
 def test_the_date_model_learns(dates_run: tuple[Path, dict]) -> None:
@@ -147,33 +140,16 @@ def test_the_cosine_schedule_warms_up_decays_to_min_lr_at_max_steps_and_resumes(
         resumed.step()
 
 
-def _toy_data(n: int = 24, seed: int = 0) -> tuple[Dataset, list[int]]:
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(2, 9, (n, 2), generator=g).tolist()
-    rows = {"src_ids": [torch.randint(4, 40, (s,), generator=g).tolist() for s, _ in lengths],
-            "trg_ids": [torch.randint(4, 40, (t,), generator=g).tolist() for _, t in lengths]}
-    return Dataset.from_dict(rows), [t for _, t in lengths]
-
-
-def _toy_model() -> nn.Module:
-    torch.manual_seed(0)
-    return RecurrentSeq2Seq(40, 40, emb_size=16, hidden_size=16, decoder_hidden_size=24, attention_size=16,
-                            dropout=0.0)
-
-
-TOY_TRAIN = run_config(["train.precision=fp32", "train.label_smoothing=0.1", "train.clip_grad_norm=0"]).train
-
-
 def test_gradient_accumulation_gives_the_update_of_one_large_batch() -> None:
     """SGD with lr 1 applies the gradient itself, so any error in the loss scaling would show."""
-    train_set, trg_lengths = _toy_data()
-    accumulated, single = _toy_model(), _toy_model()
+    train_set, trg_lengths = toy_data()
+    accumulated, single = toy_model(), toy_model()
     batches = [list(range(0, 7)), list(range(7, 15)), list(range(15, 24))]
     train_update(accumulated, torch.optim.SGD(accumulated.parameters(), lr=1.0), train_set, batches, trg_lengths,
                  TOY_TRAIN)
     train_update(single, torch.optim.SGD(single.parameters(), lr=1.0), train_set, [list(range(24))], trg_lengths,
                  TOY_TRAIN)
-    before = _toy_model()
+    before = toy_model()
     for (name, a), b, p0 in zip(accumulated.named_parameters(), single.parameters(), before.parameters(),
                                 strict=True):
         assert not torch.equal(a, p0), f"{name} was not updated"
@@ -181,8 +157,8 @@ def test_gradient_accumulation_gives_the_update_of_one_large_batch() -> None:
 
 
 def test_bf16_autocast_trains_in_fp32_weights() -> None:
-    train_set, trg_lengths = _toy_data()
-    model = _toy_model()
+    train_set, trg_lengths = toy_data()
+    model = toy_model()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     tc = TOY_TRAIN.model_copy(update={"precision": "bf16"})
     losses = [train_update(model, optimizer, train_set, [list(range(24))], trg_lengths, tc) for _ in range(30)]
@@ -190,16 +166,9 @@ def test_bf16_autocast_trains_in_fp32_weights() -> None:
     assert losses[-1][0] < 0.5 * losses[0][0]  # it learns to reproduce the 24 pairs
 
 
-def test_checkpoints_keep_the_last_and_the_best(tmp_path: Path) -> None:
-    kept = Checkpoints(tmp_path, keep_last=2, keep_best=2, higher_is_better=True)
-    for step, bleu in [(1, 10.0), (2, 30.0), (3, 25.0), (4, 5.0), (5, 7.0), (6, 6.0)]:
-        kept.add({"w": torch.full((2,), float(step))}, step, bleu)
-    assert [p.name for p in step_checkpoints(tmp_path)] == ["step-2.pt", "step-3.pt", "step-5.pt", "step-6.pt"]
-
-
 def test_averaged_checkpoint_is_the_mean_and_translates(dates_run: tuple[Path, dict], tmp_path: Path) -> None:
     run_dir, _ = dates_run
-    paths = step_checkpoints(run_dir)
+    paths = RunDir(run_dir).step_checkpoints()
     assert len(paths) == 3  # one per validation (3 epochs), train.keep_last=5
     averaged = checkpoint.average(paths)["model"]
     weights = [checkpoint.load(p)["model"] for p in paths]
@@ -242,8 +211,8 @@ def _assert_resumes_to(run: Path, whole: Path, interrupted: dict) -> None:
     resumed = subprocess.run(_tiny_run(run, "train.resume=true"), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"step {interrupted['step']}" in resumed.stderr and "resuming" in resumed.stderr
-    final = step_checkpoints(whole)[-1]
-    assert final.name == step_checkpoints(run)[-1].name
+    final = RunDir(whole).step_checkpoints()[-1]
+    assert final.name == RunDir(run).step_checkpoints()[-1].name
     a, b = checkpoint.load(final)["model"], checkpoint.load(run / "checkpoints" / final.name)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     steps = [r["step"] for r in _dev_records(run)]
@@ -335,8 +304,8 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoints(uninterru
 
 
 def test_a_non_finite_gradient_is_not_applied() -> None:
-    train_set, trg_lengths = _toy_data()
-    model = _toy_model()
+    train_set, trg_lengths = toy_data()
+    model = toy_model()
     with torch.no_grad():
         model.output.bias[0] = float("inf")
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -346,28 +315,46 @@ def test_a_non_finite_gradient_is_not_applied() -> None:
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def _built(run: RunConfig, run_dir: Path) -> Trainer:
+    """The trainer ``nmt train`` would build in ``run_dir``, the directory released again."""
+    directory = RunDir(run_dir)
+    with session(directory) as interrupts:
+        return build_trainer(launch(run, directory), interrupts)
+
+
+def test_the_factory_builds_every_part_and_training_adds_none(tmp_path: Path) -> None:
+    """``build_trainer`` hands the trainer every part it has (none is None); running it sets no other attribute,
+    and the session releases the run directory."""
+    directory = RunDir(tmp_path / "run")
+    cfg = run_config([*SMALL_DATES, "data.sizes.train=300", "data.sizes.dev=10", "data.sizes.test=10",
+                      "train.max_steps=2", "train.validate_every=2", "train.plot_attention=0", "model.emb_size=8",
+                      "model.hidden_size=8", "model.decoder_hidden_size=8", "model.attention_size=8"])
+    with session(directory) as interrupts:
+        trainer = build_trainer(launch(cfg, directory), interrupts)
+        built = dict(vars(trainer))
+        assert [name for name, part in built.items() if part is None] == []
+        assert trainer.run_dir.path == directory.path and trainer.interrupts is interrupts
+        result = trainer.run()
+    assert set(vars(trainer)) == set(built)
+    assert trainer.progress.finished and trainer.progress.step == 2 and result == trainer.progress.result
+    assert directory.path.resolve() not in rundir._held
+
+
 def test_subword_sampling_segments_training_pairs_anew_each_epoch_and_nothing_else(tmp_path: Path) -> None:
     """With tokenizer.sampling (BPE-dropout here), the trainer's batches of two epochs segment a sentence
     differently, always into the same text; validation and decoding use the best segmentation, with sampling on
     as with it off."""
     overrides = [*SMALL_DATES, "data.sizes.train=2000", "train.plot_attention=0"]
-    plain, sampled = Trainer(run_config(overrides), tmp_path / "plain"), Trainer(
-        run_config([*overrides, "tokenizer.sampling=0.3"]), tmp_path / "sampled")
-    for trainer in (plain, sampled):
-        trainer.set_up()
-        rundir.unlock(trainer.run_dir)
-    epochs = []
-    for epoch in (0, 1):
-        sampled._groups(epoch)
-        epochs.append(sampled.pairs[list(range(200))])
-    best = sampled.train_set[list(range(200))]
-    tok = sampled.src_tok
+    plain = _built(run_config(overrides), tmp_path / "plain")
+    sampled = _built(run_config([*overrides, "tokenizer.sampling=0.3"]), tmp_path / "sampled")
+    epochs = [sampled.data.epoch(epoch, sampled.cfg).pairs[list(range(200))] for epoch in (0, 1)]
+    best = sampled.data.train_set[list(range(200))]
+    tok = sampled.data.src_tok
     changed = [i for i in range(200) if epochs[0]["src_ids"][i] != epochs[1]["src_ids"][i]]
     assert len(changed) > 20  # ISO targets have no merges to drop (digits are split): the sources show it
     for side in ("src_ids", "trg_ids"):
         assert tok.decode(epochs[0][side]) == tok.decode(epochs[1][side]) == tok.decode(best[side])
-    assert sampled.validator.src_ids == plain.validator.src_ids == tok.encode(sampled.dev_src)
-    sampled._groups(0)
-    assert sampled.pairs[list(range(200))] == epochs[0]  # seeded by the epoch: a resumed run samples the same
-    plain._groups(1)
-    assert plain.pairs[list(range(200))] == best
+    assert sampled.validator.src_ids == plain.validator.src_ids == tok.encode(sampled.data.dev_src)
+    # seeded by the epoch: a resumed run samples the same
+    assert sampled.data.epoch(0, sampled.cfg).pairs[list(range(200))] == epochs[0]
+    assert plain.data.epoch(1, plain.cfg).pairs[list(range(200))] == best

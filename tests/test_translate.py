@@ -136,9 +136,9 @@ def test_a_piped_stream_is_decoded_in_large_batches(translator: Translator, monk
     sizes: list[int] = []
     original = translator.translate
 
-    def counted(sentences: list[str], names: list[str] | None = None) -> list:
+    def counted(sentences: list[str], names: list[str] | None = None, lines: list[int] | None = None) -> list:
         sizes.append(len(sentences))
-        return original(sentences, names)
+        return original(sentences, names, lines)
 
     monkeypatch.setattr(translator, "translate", counted)
     days = [f"{d % 28 + 1} March {1950 + d % 70}" for d in range(2000)]
@@ -183,3 +183,20 @@ def test_greedy_translation_applies_min_length_and_no_repeat_ngram(translator: T
     assert len(longer.translate(["1 May 2000"])[0].trg_pieces) >= len(plain.trg_pieces) + 3
     (distinct,) = Translator.from_run(dates_run[0], no_repeat_ngram=1).translate(["1 May 2000"])
     assert len(set(distinct.trg_pieces)) == len(distinct.trg_pieces)
+
+
+def test_samples_depend_on_the_seed_and_the_line_not_on_the_batch(dates_run: tuple[Path, dict]) -> None:
+    """--sample --nbest 3: three samples per sentence; sample n of line L comes from (seed, L, n), so translating
+    again, or the line alone with its number, gives the same samples, and another seed others."""
+    sources = (dates_run[0] / "data" / "test.txt").read_text(encoding="utf-8").splitlines()[:6]
+    hot = {"sample": True, "nbest": 3, "temperature": 3.0}
+    translator = Translator.from_run(dates_run[0], seed=7, **hot)
+    together = translator.translate(sources)
+    assert all(len(t.nbest) == 3 and t.text == t.nbest[0][0] for t in together)
+    assert len({text for t in together for text, _ in t.nbest}) > 6  # hot samples differ from one another
+    assert [t.nbest for t in translator.translate(sources)] == [t.nbest for t in together]
+    (alone,) = translator.translate([sources[4]], lines=[4])
+    assert [text for text, _ in alone.nbest] == [text for text, _ in together[4].nbest]
+    assert [score for _, score in alone.nbest] == pytest.approx([score for _, score in together[4].nbest], abs=1e-3)
+    other = Translator.from_run(dates_run[0], seed=8, **hot).translate(sources)
+    assert [t.nbest for t in other] != [t.nbest for t in together]

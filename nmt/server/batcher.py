@@ -186,7 +186,8 @@ class MicroBatcher:
         settings = batch[0][0].settings
         try:
             translator = self.translator_for(settings)
-            translations = translator.translate([job.sentences[i] for job, i in batch])
+            translations = translator.translate([job.sentences[i] for job, i in batch],
+                                                lines=[i for _, i in batch])  # samples: by position in the request
             outputs = [Output(t) for t in translations]
             wanted = [k for k, (job, _) in enumerate(batch) if job.heads]
             if wanted:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import math
 import re
@@ -26,7 +25,7 @@ from nmt import NmtError
 from nmt.alignment import has_heads
 from nmt.config import LOWER_IS_BETTER, DecodeConfig, RunConfig, TransformerConfig
 from nmt.models.builder import count_parameters
-from nmt.rundir import load_config
+from nmt.rundir import RunDir
 from nmt.server.batcher import MicroBatcher, Output, QueueFull
 from nmt.server.schemas import Language, Limits, ModelInfo, Scored, SentenceResult
 from nmt.translate import Translator
@@ -69,7 +68,7 @@ class ServedModel:
     run_dir: Path
     translator: Translator
     config: RunConfig
-    checkpoint: str = "best.pt"
+    checkpoint: str = RunDir.BEST
     quantize: str | None = None
     attention: str = field(default="none", init=False)  # set by the warm-up: 'heads', 'single' or 'none'
 
@@ -98,30 +97,23 @@ def model_specs(specs: list[str]) -> list[tuple[str, Path]]:
     return named
 
 
-def load_model(name: str, run_dir: str | Path, checkpoint: str = "best.pt", quantize: str | None = None,
+def load_model(name: str, run_dir: str | Path, checkpoint: str = RunDir.BEST, quantize: str | None = None,
                precision: str = "fp32", device: torch.device | str = "cpu", **decode: object) -> ServedModel:
     """Load a run as ``nmt translate`` does (``decode`` overrides the run's decoding settings, e.g. beam_size)."""
     run_dir = Path(run_dir)
     translator = Translator.from_run(run_dir, checkpoint_name=checkpoint, quantize=quantize, precision=precision,
                                      device=device, **decode)
-    return ServedModel(name, run_dir, translator, load_config(run_dir), checkpoint, quantize)
+    return ServedModel(name, run_dir, translator, RunDir(run_dir).config(), checkpoint, quantize)
 
 
 def run_scores(run_dir: Path, metric: str) -> dict[str, dict[str, float | int]]:
-    """The best dev record (by the run's training ``metric``) and the test record of a run's metrics.jsonl."""
+    """The best dev record (by the run's training ``metric``) and the test record of a run's metrics, leaving out
+    damaged lines (none without the file)."""
     dev, test = [], None
-    try:
-        lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return {}
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("split") == "dev" and metric in record:
+    for record in RunDir(run_dir).metrics(skip_damaged=True):
+        if record.get("split") == "dev" and metric in record:
             dev.append(record)
-        elif isinstance(record, dict) and record.get("split") == "test":
+        elif record.get("split") == "test":
             test = record
     scores = {}
     if dev:

@@ -6,6 +6,7 @@
 #
 #   recipes/multi30k/run.sh [DESIGN] [PAIR] [RUN_DIR] [TRAIN OVERRIDES...]
 #     DESIGN   gru (Bahdanau attention, the default) | cho (no attention) | sutskever (reversed LSTM) | transformer
+#              | char (gru at character level)
 #     PAIR     de-en (default) | en-de | fr-en
 #     RUN_DIR  default runs/multi30k_PAIR_DESIGN
 #   recipes/multi30k/run.sh gru de-en
