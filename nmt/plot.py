@@ -1,10 +1,12 @@
 """Plots: attention matrices a_ij as heatmaps (output tokens down, source tokens across), of subwords or words,
-of one head or a grid of heads; the attention of dev sentences during training; training curves."""
+of one head or a grid of heads; the attention of dev sentences during training; training curves of any logged
+metric against updates or time; gradient flow through time (``nmt.gradients``) as a map and as curves."""
 
 from __future__ import annotations
 
 import math
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.colors import LogNorm
 from matplotlib.ticker import LogFormatter
 from torch import Tensor
 
@@ -151,34 +154,86 @@ def plot_dev_attention(translator: Translator, sentences: list[str], out_dir: Pa
     return paths
 
 
-def plot_metrics(run_dirs: list[Path], path: Path, labels: list[str] | None = None) -> Path:
-    """Training curves of one or more runs over update steps, one color per run: training and dev loss, dev
-    perplexity (log scale) and dev BLEU. ``labels`` name the runs in the legends (default: the folder names)."""
+METRIC_TITLES = {"loss": "loss (per target token)", "ppl": "dev perplexity", "bleu": "dev BLEU", "chrf": "dev chrF",
+                 "exact": "dev exact match (%)"}
+AXES = {"step": "update step", "elapsed": "training time (s)"}
+
+
+def plot_metrics(run_dirs: list[Path], path: Path, labels: list[str] | None = None,
+                 metrics: Sequence[str] = ("loss", "ppl", "bleu"), against: Sequence[str] = ("step",)) -> Path:
+    """Training curves of one or more runs, one color per run: a panel per logged metric (``loss``: training and
+    dev; any other: dev; ``ppl`` on a log scale), a row per x axis in ``against`` (``step``: update steps,
+    ``elapsed``: seconds of training). ``labels`` name the runs in the legends (default: the folder names). A
+    metric no run logged is one ``NmtError`` line."""
     check_image_path(path)
     labels = labels or [Path(d).name for d in run_dirs]
     runs = [RunDir(d).metrics() for d in run_dirs]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), squeeze=False, layout="constrained")
-    loss_ax, ppl_ax, bleu_ax = axes[0]
-    for k, (label, records) in enumerate(zip(labels, runs, strict=True)):
-        color = f"C{k % 10}"
-
-        def series(split: str, key: str, records: list[dict[str, Any]] = records) -> tuple[list, list]:
-            points = [(r["step"], r[key]) for r in records if r.get("split") == split and key in r and "step" in r]
-            return [s for s, _ in points], [v for _, v in points]
-
-        loss_ax.plot(*series("train", "loss"), color=color, alpha=0.6, label=f"{label} (train)")
-        loss_ax.plot(*series("dev", "loss"), color=color, linestyle="--", marker="o", label=f"{label} (dev)")
-        ppl_ax.plot(*series("dev", "ppl"), color=color, marker="o", label=label)
-        bleu_ax.plot(*series("dev", "bleu"), color=color, marker="o", label=label)
-    for ax, name in ((loss_ax, "loss (per target token)"), (ppl_ax, "dev perplexity"), (bleu_ax, "dev BLEU")):
-        ax.set_title(name, fontsize=11)
-        ax.set_xlabel("update step")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    ppl_ax.set_yscale("log")
-    ppl_ax.yaxis.set_major_formatter(LogFormatter())
-    ppl_ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+    logged = {key for records in runs for r in records if r.get("split") == "dev" for key in r}
+    if unknown := [m for m in metrics if m not in logged]:
+        raise NmtError(f"no run logged the dev metric {unknown[0]!r} (logged: {', '.join(sorted(logged))})")
+    if bad := [a for a in against if a not in AXES]:
+        raise NmtError(f"cannot draw against {bad[0]!r}: choose {' or '.join(AXES)}")
+    fig, axes = plt.subplots(len(against), len(metrics), figsize=(5 * len(metrics), 4.2 * len(against)),
+                             squeeze=False, layout="constrained")
+    for row, x in enumerate(against):
+        for col, metric in enumerate(metrics):
+            ax = axes[row][col]
+            for k, (label, records) in enumerate(zip(labels, runs, strict=True)):
+                _curves(ax, records, metric, x, label, f"C{k % 10}")
+            ax.set_title(METRIC_TITLES.get(metric, f"dev {metric}"), fontsize=11)
+            ax.set_xlabel(AXES[x])
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+            if metric == "ppl":
+                ax.set_yscale("log")
+                ax.yaxis.set_major_formatter(LogFormatter())
+                ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
     return _save(fig, path, None)
+
+
+def _curves(ax: Any, records: list[dict[str, Any]], metric: str, x: str, label: str, color: str) -> None:
+    """One run's curve of ``metric`` against ``x`` (the training loss too, for ``loss``)."""
+    def series(split: str) -> tuple[list, list]:
+        points = [(r[x], r[metric]) for r in records if r.get("split") == split and metric in r and x in r]
+        return [a for a, _ in points], [v for _, v in points]
+
+    if metric == "loss":
+        ax.plot(*series("train"), color=color, alpha=0.6, label=f"{label} (train)")
+        ax.plot(*series("dev"), color=color, linestyle="--", marker="o", label=f"{label} (dev)")
+    else:
+        ax.plot(*series("dev"), color=color, marker="o", label=label)
+
+
+def plot_gradient_map(norms: Tensor, src_tokens: list[str], trg_tokens: list[str], path: Path,
+                      title: str | None = None) -> Path:
+    """g_ij = ||d log p(y_i) / d e_j|| (``nmt.gradients.gradient_map``) as a heatmap, output tokens down, source
+    tokens across, on a log colour scale: the orders of magnitude between near and far are the lesson."""
+    _check(norms, 2, src_tokens, trg_tokens, path)
+    values = norms.detach().cpu().float().clamp(min=1e-12)
+    fig, axes = _figure(1, 1, CELL * len(src_tokens), CELL * len(trg_tokens), src_tokens, trg_tokens)
+    ax = axes[0][0]
+    image = ax.imshow(values.numpy(), cmap="magma", norm=LogNorm(vmin=max(float(values.min()),
+                                                                          float(values.max()) * 1e-8),
+                                                                 vmax=float(values.max())), aspect="auto")
+    ax.set_xticks(range(len(src_tokens)), src_tokens, rotation=60, ha="right", rotation_mode="anchor", fontsize=9)
+    ax.set_yticks(range(len(trg_tokens)), trg_tokens, fontsize=9)
+    fig.colorbar(image, ax=ax, label="gradient norm")
+    return _save(fig, path, title)
+
+
+def plot_gradient_flow(curves: dict[str, dict[int, float]], path: Path, title: str | None = None) -> Path:
+    """Mean gradient norm against the length of the recurrent path (``nmt.gradients.flow_by_path``), one line per
+    model, on a log scale: a straight falling line is a gradient vanishing geometrically."""
+    check_image_path(path)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    for k, (name, flow) in enumerate(curves.items()):
+        ax.plot(list(flow), list(flow.values()), marker="o", markersize=3, color=f"C{k % 10}", label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("steps between source word j and target word i through the recurrence")
+    ax.set_ylabel("mean ||d log p(y_i) / d e_j||")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=9)
+    return _save(fig, path, title)
 
 
 def plot_bleu_by_length(results: dict[str, list[tuple[str, int, float]]], path: Path) -> Path:

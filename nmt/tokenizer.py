@@ -67,6 +67,10 @@ class Tokenizer:
         """The subword pieces of ``ids``, e.g. for the labels of an attention plot."""
         return [self.sp.id_to_piece(int(i)) for i in ids]
 
+    def ids(self, pieces: Sequence[str]) -> list[int]:
+        """The ids of subword ``pieces`` (the inverse of :meth:`pieces`; an unknown piece is ``UNK``)."""
+        return [self.sp.piece_to_id(p) for p in pieces]
+
 
 def train_sentencepiece(texts: Iterable[str], model_file: Path, vocab_size: int, model_type: str = "bpe",
                         character_coverage: float = 1.0, split_digits: bool = True,

@@ -13,7 +13,15 @@ import torch
 
 from nmt import NmtError, plot
 from nmt.cli import main
-from nmt.plot import plot_attention, plot_dev_attention, plot_metrics, plot_translation, select_heads
+from nmt.plot import (
+    plot_attention,
+    plot_dev_attention,
+    plot_gradient_flow,
+    plot_gradient_map,
+    plot_metrics,
+    plot_translation,
+    select_heads,
+)
 from nmt.translate import Translator
 
 
@@ -100,8 +108,8 @@ def test_unknown_image_format_is_refused(tmp_path: Path) -> None:
 def _metrics(run_dir: Path, scale: float) -> None:
     run_dir.mkdir()
     records = [{"split": "train", "step": s, "loss": scale * 4 / s, "tokens_per_s": 1e4, "lr": 1e-3} for s in (1, 2, 3)]
-    records += [{"split": "dev", "step": s, "loss": scale / s, "ppl": 2.7 ** (scale / s), "bleu": 30 * s, "chrf": 50,
-                 "exact": 10} for s in (2, 3)]
+    records += [{"split": "dev", "step": s, "elapsed": 5.0 * s * scale, "loss": scale / s, "ppl": 2.7 ** (scale / s),
+                 "bleu": 30 * s, "chrf": 50, "exact": 10 * s} for s in (2, 3)]
     records.append({"split": "test", "bleu": 90.0})
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
@@ -120,6 +128,33 @@ def test_metrics_of_two_runs(tmp_path: Path, figures: list[Any]) -> None:
     (tmp_path / "gru" / "metrics.jsonl").write_text('{"split": "dev"}\nnot json\n')
     with pytest.raises(NmtError, match=r"gru/metrics.jsonl:2: not a JSON record"):
         plot_metrics([tmp_path / "gru"], tmp_path / "m.png")
+
+
+def test_any_logged_metric_against_updates_and_time(tmp_path: Path, figures: list[Any]) -> None:
+    """The cells comparison's figure: dev exact match against updates (top row) and seconds (bottom row)."""
+    _metrics(tmp_path / "rnn", 1.0)
+    _metrics(tmp_path / "gru", 2.0)
+    plot_metrics([tmp_path / "rnn", tmp_path / "gru"], tmp_path / "exact.png", metrics=["exact", "bleu"],
+                 against=["step", "elapsed"])
+    steps, _, seconds, _ = figures[0].axes
+    assert steps.get_title() == "dev exact match (%)" and seconds.get_xlabel() == "training time (s)"
+    assert list(steps.get_lines()[1].get_xdata()) == [2, 3] and list(seconds.get_lines()[1].get_xdata()) == [20, 30]
+    assert list(seconds.get_lines()[0].get_ydata()) == [20, 30]
+    with pytest.raises(NmtError, match=r"no run logged the dev metric 'accuracy' \(logged: bleu, chrf, elapsed"):
+        plot_metrics([tmp_path / "rnn"], tmp_path / "m.png", metrics=["accuracy"])
+
+
+def test_gradient_map_and_flow(tmp_path: Path, figures: list[Any]) -> None:
+    """The map: a log colour scale over the norms, tokens as labels; the flow: one line per model, log scale."""
+    norms = torch.tensor([[1.0, 1e-3, 1e-6], [1e-2, 1.0, 1e-4]])
+    plot_gradient_map(norms, ["ein", "Test", "</s>"], ["a", "test"], tmp_path / "map.png", title="rnn")
+    ax = figures[0].axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["ein", "Test", "</s>"]
+    assert ax.get_images()[0].norm.vmax == 1.0 and type(ax.get_images()[0].norm).__name__ == "LogNorm"
+    plot_gradient_flow({"rnn": {0: 1.0, 5: 1e-3}, "lstm": {0: 1.0, 5: 0.3}}, tmp_path / "flow.svg")
+    flow = figures[1].axes[0]
+    assert flow.get_yscale() == "log" and [t.get_text() for t in flow.get_legend().get_texts()] == ["rnn", "lstm"]
+    assert (tmp_path / "map.png").read_bytes()[:4] == b"\x89PNG" and b"<svg" in (tmp_path / "flow.svg").read_bytes()
 
 
 def test_dev_attention_plots(dates_run: tuple[Path, dict], tmp_path: Path) -> None:

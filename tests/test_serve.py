@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 from nmt import checkpoint
 from nmt.cli import main
 from nmt.config import DecodeConfig
+from nmt.gradients import gradient_map
 from nmt.models.builder import build_model
 from nmt.rundir import RunDir
 from nmt.server.app import create_app
@@ -509,3 +510,24 @@ def test_v1_translate_samples_by_seed_and_position_in_the_request(client: TestCl
     assert samples([DATE, "the 3rd of May 1999"], 11) == first
     assert samples([DATE], 11) == first[:1]  # position 0 of its request, alone
     assert samples([DATE], 12) != first[:1]
+
+
+def test_v1_translate_gives_the_gradient_flow_of_each_translation(client: TestClient,
+                                                                    dates_run: tuple[Path, dict]) -> None:
+    """With "gradients": true, each translation's ||d log p(y_i) / d e_j|| map, the one nmt.gradients computes for
+    the translation read with teacher forcing; a model quantized to int8 refuses in one line."""
+    body = client.post("/v1/translate", json={"sentences": [DATE, ""], "gradients": True}).json()
+    got, blank = body["translations"]
+    assert blank["gradients"] is None
+    reference = Translator.from_run(dates_run[0], precision="fp32", device="cpu", beam_size=5)
+    (t,) = reference.translate([DATE])
+    expected = gradient_map(reference.model, reference.src_tok.ids(t.src_pieces), reference.trg_tok.ids(t.trg_pieces))
+    served = torch.tensor(got["gradients"])
+    assert served.shape == (len(got["trg_pieces"]) + 1, len(got["src_pieces"]) + 1) == expected.shape
+    torch.testing.assert_close(served, expected, rtol=1e-3, atol=1e-5)
+    assert client.post("/v1/translate", json={"sentences": [DATE]}).json()["translations"][0]["gradients"] is None
+    with TestClient(create_app([load_model("q", dates_run[0], quantize="int8", device="cpu")])) as quantized:
+        refused = quantized.post("/v1/translate", json={"sentences": [DATE], "gradients": True})
+    assert refused.status_code == 400
+    assert refused.json() == {"error": "model q is quantized to int8: it has no backward pass, so no gradients "
+                                       "(serve it without --quantize)"}

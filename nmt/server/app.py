@@ -286,7 +286,7 @@ def create_app(models: list[ServedModel], settings: ServerSettings | None = None
         service.check_sentences(body.sentences)
         search = service.search_settings(m, **body.model_dump(include=set(SEARCH_SETTINGS)))
         heads = body.attention and m.attention == "heads"
-        outputs = await service.translate(m, [clean(s) for s in body.sentences], search, heads)
+        outputs = await service.translate(m, [clean(s) for s in body.sentences], search, heads, body.gradients)
         return TranslateResponse(model=m.name, settings=search.model_dump(include=set(SEARCH_SETTINGS)),
                                  translations=[sentence_result(o, body.attention) for o in outputs])
 

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from nmt.alignment import force_decode
 from nmt.config import DecodeConfig
+from nmt.gradients import gradient_map
 from nmt.translate import Translation, Translator
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Output:
-    """A translated sentence and, when asked for (Transformer), its attention per layer and head
-    [layers, heads, target pieces + EOS, source pieces + EOS] from forced decoding of the translation."""
+    """A translated sentence and, when asked for, its attention per layer and head (Transformer) [layers, heads,
+    target pieces + EOS, source pieces + EOS] from forced decoding of the translation, and its gradient flow map
+    ||d log p(y_i) / d e_j|| [target pieces + EOS, source pieces + EOS] (``nmt.gradients``)."""
 
     translation: Translation
     heads: Tensor | None = None
+    gradients: Tensor | None = None
 
 
 class QueueFull(Exception):
@@ -48,6 +51,7 @@ class _Job:
     lengths: list[int]
     settings: DecodeConfig  # only requests with equal settings share a batch
     heads: bool
+    gradients: bool
     future: Future = field(default_factory=Future)
     outputs: list[Output | None] = field(default_factory=list)
     started: bool = False  # the worker has taken a sentence: the request can no longer be cancelled
@@ -86,9 +90,9 @@ class MicroBatcher:
             self._thread.join(timeout)
 
     def submit(self, sentences: list[str], lengths: list[int], settings: DecodeConfig,
-               heads: bool = False) -> Future:
+               heads: bool = False, gradients: bool = False) -> Future:
         """Queue non-blank sentences (``lengths``: their source subwords) for translation; raises QueueFull."""
-        job = _Job(sentences, lengths, settings, heads, outputs=[None] * len(sentences))
+        job = _Job(sentences, lengths, settings, heads, gradients, outputs=[None] * len(sentences))
         with self._cond:
             if self._stopping:
                 raise QueueFull(f"model {self.name} is shutting down")
@@ -192,6 +196,11 @@ class MicroBatcher:
             wanted = [k for k, (job, _) in enumerate(batch) if job.heads]
             if wanted:
                 self._add_heads(translator, [outputs[k] for k in wanted])
+            for k, (job, _) in enumerate(batch):
+                if job.gradients:
+                    t = outputs[k].translation
+                    outputs[k].gradients = gradient_map(translator.model, translator.src_tok.ids(t.src_pieces),
+                                                        translator.trg_tok.ids(t.trg_pieces))
         except Exception as e:
             log.exception("%s: a batch of %d sentences failed", self.name, len(batch))
             for job in {id(job): job for job, _ in batch}.values():
@@ -212,8 +221,8 @@ class MicroBatcher:
     @staticmethod
     def _add_heads(translator: Translator, outputs: list[Output]) -> None:
         """Per-layer, per-head attention of the translations (forced decoding, as ``nmt plot-attention``)."""
-        src = [translator.src_tok.sp.piece_to_id(o.translation.src_pieces) for o in outputs]
-        trg = [translator.trg_tok.sp.piece_to_id(o.translation.trg_pieces) for o in outputs]
+        src = [translator.src_tok.ids(o.translation.src_pieces) for o in outputs]
+        trg = [translator.trg_tok.ids(o.translation.trg_pieces) for o in outputs]
         for output, heads in zip(outputs, force_decode(translator, src, trg, all_heads=True), strict=True):
             output.heads = heads
 

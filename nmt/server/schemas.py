@@ -81,6 +81,9 @@ TranslateRequest = create_model(
     **{key: _search_field(key) for key in SEARCH_SETTINGS},
     attention=(bool, Field(False, description="return the attention matrix (and a Transformer's per layer and "
                                               "head)")),
+    gradients=(bool, Field(False, description="return the gradient flow map of each translation: "
+                                              "||d log p(y_i) / d e_j|| for target piece i and source piece j "
+                                              "(not for a model served with --quantize int8)")),
     api_key=(str | None, Field(None, description="the API key, where the server requires one")),
 )
 
@@ -114,6 +117,10 @@ class SentenceResult(BaseModel):
     attention_heads: list[list[list[list[float]]]] | None = Field(
         None, description="Transformer: [layer][head][target pieces + EOS][source pieces + EOS], from forced "
                           "decoding of the translation; only when asked for")
+    gradients: list[list[float]] | None = Field(
+        None, description="[target pieces + EOS][source pieces + EOS]: ||d log p(y_i) / d e_j||, the norm of the "
+                          "gradient of each target piece's log-probability with respect to each source piece's "
+                          "embedding, the translation read with teacher forcing; only when asked for")
 
 
 class TranslateResponse(BaseModel):

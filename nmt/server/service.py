@@ -221,7 +221,7 @@ class Service:
         if nbest > self.settings.max_nbest:
             raise ApiError(422, f"{nbest} hypotheses per sentence are over this server's limit of "
                                 f"{self.settings.max_nbest}")
-        if nbest > beam:
+        if nbest > beam and not values["sample"]:
             raise ApiError(422, f"nbest ({nbest}) cannot exceed the beam size ({beam})")
         if values["no_repeat_ngram"] == 1 and min_length >= len(m.translator.trg_tok) - 1:
             raise ApiError(422, f"min_length {min_length} cannot be met without repeating a subword (the target "
@@ -239,8 +239,12 @@ class Service:
                                     f"{self.settings.max_chars}")
 
     async def translate(self, m: ServedModel, texts: list[str], settings: DecodeConfig,
-                        heads: bool = False) -> list[Output | None]:
-        """Translate cleaned sentences through the model's micro-batcher; a blank sentence gives None."""
+                        heads: bool = False, gradients: bool = False) -> list[Output | None]:
+        """Translate cleaned sentences through the model's micro-batcher; a blank sentence gives None. ``heads``
+        adds a Transformer's per-head attention, ``gradients`` the gradient flow map of each translation."""
+        if gradients and m.quantize:
+            raise ApiError(400, f"model {m.name} is quantized to {m.quantize}: it has no backward pass, so no "
+                                f"gradients (serve it without --quantize)")
         keep = [i for i, t in enumerate(texts) if t]
         if not keep:
             raise ApiError(400, "nothing to translate: the input is empty")
@@ -250,7 +254,7 @@ class Service:
                 raise ApiError(413, f"sentence {i + 1} has {n} subwords; model {m.name} takes at most "
                                     f"{m.translator.max_src_length}")
         try:
-            future = self.batchers[m.name].submit([texts[i] for i in keep], lengths, settings, heads)
+            future = self.batchers[m.name].submit([texts[i] for i in keep], lengths, settings, heads, gradients)
         except QueueFull as e:
             raise ApiError(503, f"busy: {e}; retry shortly", {"Retry-After": "1"}) from None
         timeout = self.settings.request_timeout
@@ -309,4 +313,5 @@ def sentence_result(output: Output | None, attention: bool) -> SentenceResult:
         trg_words=words(t.trg_pieces), src_word_ids=word_ids(t.src_pieces), trg_word_ids=word_ids(t.trg_pieces),
         alignment=t.alignment,
         attention=_matrix(t.attention) if attention and t.attention is not None else None,
-        attention_heads=_matrix(output.heads) if attention and output.heads is not None else None)
+        attention_heads=_matrix(output.heads) if attention and output.heads is not None else None,
+        gradients=_matrix(output.gradients) if output.gradients is not None else None)
