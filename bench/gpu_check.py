@@ -169,7 +169,7 @@ def main() -> None:
             step(out, f"{design}-decode", [*NMT, "translate", "-m", str(run), "-i", str(src), "-o", str(hyp),
                                            "--beam", "5", "--device", device], 180)
             step(out, f"{design}-score", [*NMT, "evaluate", "-r", str(args.data / "test_2016_flickr.en"),
-                                          "-h", str(hyp)], 60)
+                                          "--hypothesis", str(hyp)], 60)
     short = {name: train_args("gru", out / name, device, SHORT, 20) for name in ("whole", "resumed", "whole2", "ddp")}
     step(out, "whole", [*NMT, *short["whole"]], 180)
     interrupted_and_resumed(out, short["resumed"], 240)

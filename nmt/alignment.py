@@ -14,7 +14,7 @@ from torch import Tensor
 
 from nmt import NmtError
 from nmt.batching import make_batch, token_batches
-from nmt.data import read_lines
+from nmt.textfile import read_lines
 
 if TYPE_CHECKING:
     from nmt.translate import Translator

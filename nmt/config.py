@@ -344,7 +344,8 @@ def _conf_dir() -> str:
 
 CONF_DIR = _conf_dir()
 # The folders the data configs name: nmt's cache, and where `nmt data NAME` downloads a corpus.
-RESOLVERS = {"nmt.cache_dir": cache_folder, "nmt.corpus_dir": lambda name: CORPORA[name].folder_setting()}
+RESOLVERS: dict[str, Callable[..., Any]] = {
+    "nmt.cache_dir": cache_folder, "nmt.corpus_dir": lambda name: CORPORA[name].folder_setting()}
 for _name, _resolver in RESOLVERS.items():
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _resolver)
@@ -374,10 +375,12 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
     """The run's config as plain values, interpolations resolved, without Hydra's own ``hydra`` node; an
     interpolation that cannot be resolved is one line naming its key."""
     try:
-        return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+        plain = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"]), resolve=True)
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None)
         raise NmtError(f"{key + ': ' if key else ''}{str(e).splitlines()[0]}") from None
+    assert isinstance(plain, dict)
+    return {str(k): v for k, v in plain.items()}
 
 
 def validate(cfg: DictConfig, check_files: bool = True) -> RunConfig:
@@ -387,7 +390,7 @@ def validate(cfg: DictConfig, check_files: bool = True) -> RunConfig:
     try:
         run = RunConfig.model_validate(resolved(cfg))
     except ValidationError as e:
-        raise NmtError(_describe(e.errors()[0], "")) from None
+        raise NmtError(_describe(dict(e.errors()[0]), "")) from None
     if check_files:
         check_data_files(run.data)
     return run

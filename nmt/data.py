@@ -29,7 +29,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from nmt import NmtError, dates
 from nmt.download import CORPORA
+from nmt.textfile import file_chunks, mismatch
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -46,60 +47,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 16 << 20  # text is read, decoded and converted to Arrow this many bytes at a time
 HUB_TIMEOUT = 3.0  # seconds to wait for the hub before saying it cannot be reached
 LOCAL_HINT = "to use local files instead, set data.format=text|tsv|jsonl data.dir=DIR"
-
-
-def _stream_chunks(f: BinaryIO, name: str) -> Iterator[list[str]]:
-    """The lines of a UTF-8 byte stream, in chunks of about CHUNK_BYTES, without line endings ("\\n", "\\r\\n");
-    invalid UTF-8 is an error naming ``name`` and the line."""
-    number = 0  # lines before this chunk
-    while raw := f.read(CHUNK_BYTES):
-        raw += f.readline()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            line_start = raw.rfind(b"\n", 0, e.start) + 1
-            line = number + raw.count(b"\n", 0, e.start) + 1
-            raise NmtError(f"{name}:{line}: invalid UTF-8 ({e.reason} at byte {e.start - line_start})") from None
-        lines = text.split("\n")
-        if text.endswith("\n"):
-            lines.pop()
-        if "\r" in text:
-            lines = [line.rstrip("\r") for line in lines]
-        number += len(lines)
-        yield lines
-
-
-def _read_chunks(path: Path) -> Iterator[list[str]]:
-    """The lines of a UTF-8 text file, in chunks of about CHUNK_BYTES, without line endings."""
-    if not path.is_file():
-        raise NmtError(f"data file not found: {path}")
-    with open(path, "rb") as f:
-        yield from _stream_chunks(f, str(path))
-
-
-def read_lines(path: Path) -> list[str]:
-    """The lines of a UTF-8 text file, without line endings; invalid UTF-8 is an error naming the line."""
-    return [line for chunk in _read_chunks(path) for line in chunk]
-
-
-def read_stream(stream: BinaryIO, name: str) -> list[str]:
-    """The lines of a UTF-8 byte stream (e.g. stdin, ``name`` "<stdin>"), as strict as :func:`read_lines`."""
-    return [line for chunk in _stream_chunks(stream, name) for line in chunk]
-
-
-def _mismatch(src_path: Path, src_lines: int, trg_path: Path, trg_lines: int) -> NmtError:
-    return NmtError(f"parallel files differ in length: {src_path} has {src_lines} lines, {trg_path} has {trg_lines}")
-
-
-def read_parallel(src_path: Path, trg_path: Path) -> tuple[list[str], list[str]]:
-    """Both sides of a parallel corpus; their line counts must agree."""
-    src, trg = read_lines(src_path), read_lines(trg_path)
-    if len(src) != len(trg):
-        raise _mismatch(src_path, len(src), trg_path, len(trg))
-    return src, trg
 
 
 def prepare(cfg: DataConfig, run_dir: Path) -> Path | None:
@@ -209,13 +158,13 @@ def _text_dataset(path: Path, cache: Path, column: str) -> Dataset:
     if not path.is_file():
         raise NmtError(f"data file not found: {path}")
     ds = _cached_columns(cache / "text" / f"{_signature([path])}.arrow", ["text"],
-                         lambda: ([lines] for lines in _read_chunks(path)))
+                         lambda: ([lines] for lines in file_chunks(path)))
     return ds.rename_column("text", column)
 
 
 def _tsv_columns(path: Path) -> Iterator[list[list[str]]]:
     number = 0
-    for lines in _read_chunks(path):
+    for lines in file_chunks(path):
         src, trg = [], []
         for line in lines:
             number += 1
@@ -256,7 +205,7 @@ def _jsonl_columns(path: Path, src: str, trg: str) -> Iterator[list[list[str]]]:
     """The source and target strings of a JSON Lines file, chunk by chunk, exactly as written (no type is
     inferred: an ISO date stays a string); blank lines are skipped; a bad record is an error naming its line."""
     number = 0
-    for lines in _read_chunks(path):
+    for lines in file_chunks(path):
         sources, targets = [], []
         for line in lines:
             number += 1
@@ -375,7 +324,7 @@ def _load_split(cfg: DataConfig, data_dir: Path | None, split: str) -> Dataset:
     if cfg.format == "text":
         src, trg = (_text_dataset(path, cache, column) for path, column in zip(files, ("src", "trg"), strict=True))
         if len(src) != len(trg):
-            raise _mismatch(files[0], len(src), files[1], len(trg))
+            raise mismatch(files[0], len(src), files[1], len(trg))
         return concatenate_datasets([src, trg], axis=1)
     if not files[0].is_file():
         raise NmtError(f"data file not found: {files[0]}")

@@ -49,7 +49,7 @@ def allowed(key: str) -> str:
 @functools.cache
 def _validator(key: str) -> Callable[[Any], object]:
     info = DecodeConfig.model_fields[key]
-    adapter: TypeAdapter = TypeAdapter(Annotated[(info.annotation, *info.metadata)])
+    adapter: TypeAdapter = TypeAdapter(Annotated[(info.annotation, *info.metadata)])  # type: ignore[arg-type]
     return functools.partial(adapter.validate_python, strict=True)
 
 

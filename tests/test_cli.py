@@ -1,5 +1,6 @@
 """The `nmt` command: help with examples, files in and out, one-line errors."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -79,19 +80,48 @@ def test_train_error_is_one_line(tmp_path: Path) -> None:
 
 def test_average_command_writes_a_checkpoint_translate_uses(dates_run: tuple[Path, dict], tmp_path: Path) -> None:
     run_dir, _ = dates_run
-    result = nmt("average", str(run_dir), "--last", "2", "-o", "last2.pt")
+    result = nmt("average", "-m", str(run_dir), "--last", "2", "-o", str(run_dir / "last2.pt"))
     assert result.returncode == 0, result.stderr
     assert "averaged 2 checkpoints" in result.stdout and (run_dir / "last2.pt").is_file()
     out = nmt("translate", "-m", str(run_dir), "--checkpoint", "last2.pt", stdin="25 November 2026\n")
     assert out.stdout == "2026-11-25\n"
-    missing = nmt("average", str(tmp_path))
+    missing = nmt("average", "-m", str(tmp_path))
     assert missing.returncode != 0 and "no checkpoints in" in missing.stderr
 
 
 def test_a_closed_output_pipe_ends_quietly(tmp_path: Path) -> None:
     (tmp_path / "ref.txt").write_text("a small test\n")
-    process = subprocess.Popen([sys.executable, "-m", "nmt", "evaluate", "-r", str(tmp_path / "ref.txt"), "-h",
-                                str(tmp_path / "ref.txt")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen([sys.executable, "-m", "nmt", "evaluate", "-r", str(tmp_path / "ref.txt"),
+                                "--hypothesis", str(tmp_path / "ref.txt")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     process.stdout.close()  # as `nmt ... | head` does once it has its lines
     assert process.wait(timeout=300) == 141
     assert process.stderr.read() == b""
+
+
+def test_score_gives_the_log_probabilities_the_search_found(dates_run: tuple[Path, dict], tmp_path: Path) -> None:
+    """Scoring the model's own greedy translations gives back the scores greedy search reported; the references
+    of other sentences score far lower; the per-token scores add up to the sentence's."""
+    run_dir, _ = dates_run
+    src = run_dir / "data" / "test.txt"
+    lines = src.read_text().splitlines()[:40]
+    (tmp_path / "src").write_text("\n".join(lines) + "\n")
+    found = nmt("translate", "-m", str(run_dir), "-i", str(tmp_path / "src"), "--beam", "1", "--scores",
+                "--precision", "fp32")
+    scores, texts = zip(*(line.split("\t") for line in found.stdout.splitlines()), strict=True)
+    (tmp_path / "hyp").write_text("\n".join(texts) + "\n")
+    (tmp_path / "wrong").write_text("\n".join(texts[1:] + texts[:1]) + "\n")
+    own = nmt("score", "-m", str(run_dir), "-i", str(tmp_path / "src"), "-t", str(tmp_path / "hyp"), "--precision",
+              "fp32")
+    assert own.returncode == 0, own.stderr
+    rows = [line.split("\t") for line in own.stdout.splitlines()]
+    assert len(rows) == len(lines)
+    for (score, perplexity, tokens), reported in zip(rows, scores, strict=True):
+        assert abs(float(score) - float(reported)) < 2e-3
+        assert abs(sum(float(t.rsplit(":", 1)[1]) for t in tokens.split()) - float(score)) < 0.01
+        assert tokens.split()[-1].startswith("</s>:") and float(perplexity) >= 1.0
+    wrong = nmt("score", "-m", str(run_dir), "-i", str(tmp_path / "src"), "-t", str(tmp_path / "wrong"), "--jsonl")
+    records = [json.loads(line) for line in wrong.stdout.splitlines()]
+    assert sum(r["score"] for r in records) < sum(float(r[0]) for r in rows) - 10 * len(rows)
+    assert all(abs(sum(r["token_scores"]) - r["score"]) < 0.01 for r in records)
+    assert "scored 40 pairs" in wrong.stderr

@@ -51,21 +51,21 @@ def test_align_writes_a_pharaoh_line_per_pair(dates_run: tuple[Path, dict], tmp_
     src, trg = tmp_path / "src.txt", tmp_path / "trg.txt"
     src.write_text("Wednesday, 25 November 2026\n\n3.4.99\nthe 1st of May 1950\n")
     trg.write_text("2026-11-25\n\n1999-04-03\n1950-05-01\n")
-    result = nmt("align", "-m", str(run_dir), "-s", str(src), "-t", str(trg), "-o", str(tmp_path / "out.align"))
+    result = nmt("align", "-m", str(run_dir), "-i", str(src), "-t", str(trg), "-o", str(tmp_path / "out.align"))
     assert result.returncode == 0, result.stderr
     lines = (tmp_path / "out.align").read_text().split("\n")
     assert len(lines) == 5 and lines[1] == "" and lines[4] == ""  # 4 lines, the blank pair blank
     for line in (lines[0], lines[2], lines[3]):  # one target word (the ISO date) -> one link
         assert re.fullmatch(r"\d+-0", line), line
     assert int(lines[0].split("-")[0]) in range(4) and lines[2] == "0-0"
-    assert nmt("align", "-m", str(run_dir), "-s", str(src), "-t", str(trg)).stdout == "\n".join(lines)
+    assert nmt("align", "-m", str(run_dir), "-i", str(src), "-t", str(trg)).stdout == "\n".join(lines)
 
 
 def test_align_refuses_files_of_different_lengths(dates_run: tuple[Path, dict], tmp_path: Path) -> None:
     src, trg = tmp_path / "src.txt", tmp_path / "trg.txt"
     src.write_text("1 May 2000\n2 May 2000\n")
     trg.write_text("2000-05-01\n")
-    result = nmt("align", "-m", str(dates_run[0]), "-s", str(src), "-t", str(trg))
+    result = nmt("align", "-m", str(dates_run[0]), "-i", str(src), "-t", str(trg))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"nmt align: error: parallel files differ in length: {src} has 2 lines, {trg} has 1"]
@@ -76,7 +76,7 @@ def test_align_refuses_files_of_different_lengths(dates_run: tuple[Path, dict], 
 def test_evaluate_alignment(tmp_path: Path, gold_text: str) -> None:
     (tmp_path / "gold").write_text(gold_text)
     (tmp_path / "pred").write_text("0-0 1-2 2-2\n1-0\n")
-    result = nmt("evaluate-alignment", "--gold", str(tmp_path / "gold"), "--pred", str(tmp_path / "pred"))
+    result = nmt("evaluate-alignment", "-r", str(tmp_path / "gold"), "--hypothesis", str(tmp_path / "pred"))
     assert result.returncode == 0, result.stderr
     assert result.stdout == ("AER 42.86  precision 75.00  recall 33.33  "
                              "(2 sentences; 4 predicted, 3 sure, 5 possible links)\n")
@@ -85,7 +85,7 @@ def test_evaluate_alignment(tmp_path: Path, gold_text: str) -> None:
 def test_evaluate_alignment_errors_name_the_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "gold").write_text("0-0\n0-1\n")
     (tmp_path / "pred").write_text("0-0\n0:1\n")
-    result = nmt("evaluate-alignment", "--gold", str(tmp_path / "gold"), "--pred", str(tmp_path / "pred"))
+    result = nmt("evaluate-alignment", "-r", str(tmp_path / "gold"), "--hypothesis", str(tmp_path / "pred"))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"nmt evaluate-alignment: error: {tmp_path / 'pred'}:2: bad alignment link '0:1' "
@@ -123,11 +123,11 @@ def test_plot_metrics_of_two_runs(dates_run: tuple[Path, dict], transformer_run:
     other = tmp_path / "other"
     other.mkdir()
     shutil.copy(dates_run[0] / "metrics.jsonl", other)
-    result = nmt("plot-metrics", str(dates_run[0]), str(other), "-o", str(tmp_path / "curves.png"))
+    result = nmt("plot-metrics", "-m", str(dates_run[0]), "-m", str(other), "-o", str(tmp_path / "curves.png"))
     assert result.returncode == 0, result.stderr
     curves = (tmp_path / "curves.png").read_bytes()
     assert curves[:4] == b"\x89PNG" and len(curves) > 20_000
-    result = nmt("plot-metrics", str(transformer_run), "-o", str(tmp_path / "x.png"))
+    result = nmt("plot-metrics", "-m", str(transformer_run), "-o", str(tmp_path / "x.png"))
     assert result.returncode == 1
     assert result.stderr.strip() == (f"nmt plot-metrics: error: metrics not found: {transformer_run / 'metrics.jsonl'} "
                                      f"(is {transformer_run} a training run directory?)")

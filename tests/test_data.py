@@ -15,7 +15,8 @@ import pytest
 
 from nmt import NmtError, data
 from nmt.config import DataConfig
-from nmt.data import encode, filter_pairs, load_split, prepare, read_lines, read_parallel, split_files
+from nmt.data import encode, filter_pairs, load_split, prepare, split_files
+from nmt.textfile import read_lines, read_parallel
 from nmt.tokenizer import Tokenizer, train_sentencepiece
 from tests.conftest import MULTI30K, needs_multi30k, run_config
 

@@ -13,7 +13,9 @@ from typing import Any
 import annotated_types
 import pytest
 
-from nmt import NmtError, cli
+from nmt import NmtError
+from nmt.cli import build_parser
+from nmt.cli.options import decode_settings
 from nmt.config import DecodeConfig
 from nmt.decode_settings import KEYS, allowed, check_decode, choices, option, with_changes
 from tests.conftest import run_config
@@ -28,17 +30,16 @@ def _bound(key: str, kind: type) -> Any:
 
 def _decoding_flags(command: str) -> dict[str, argparse.Action]:
     """The decoding flags of ``nmt COMMAND``, by setting (their dest)."""
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    {"translate": cli._translate_parser, "serve": cli._serve_parser}[command](sub)
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     (group,) = [g for g in sub.choices[command]._action_groups if g.title == "decoding"]
     return {action.dest: action for action in group._group_actions}
 
 
-@pytest.mark.parametrize("command", ["translate", "serve"])
+@pytest.mark.parametrize("command", ["translate", "serve", "plot-attention"])
 def test_every_setting_is_a_flag_of_translate_and_serve(command: str) -> None:
     flags = _decoding_flags(command)
-    assert list(flags) == list(KEYS) == list(FIELDS)
+    expected = [key for key in KEYS if not (command == "plot-attention" and key == "nbest")]  # one translation
+    assert list(flags) == expected and list(KEYS) == list(FIELDS)
     for key, action in flags.items():
         assert action.option_strings == [option(key).flag], key
         assert action.default is None and action.help == option(key).help
@@ -58,15 +59,13 @@ def test_translate_and_serve_read_the_same_flags() -> None:
 
 
 def test_flags_are_read_back_and_checked_by_their_names() -> None:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    cli._translate_parser(sub)
+    parser = build_parser()
     args = parser.parse_args(["translate", "-m", "run", "--nbest", "3", "--alpha", "0.5", "--stop", "beams"])
-    assert cli._decode_settings(args) == {key: None for key in KEYS} | {"nbest": 3, "beam_size": 5, "alpha": 0.5,
+    assert decode_settings(args) == {key: None for key in KEYS} | {"nbest": 3, "beam_size": 5, "alpha": 0.5,
                                                                        "stop": "beams"}
     args = parser.parse_args(["translate", "-m", "run", "--beam", "0"])
     with pytest.raises(NmtError, match=r"^--beam 0: must be an integer >= 1 \(1: greedy search\)$"):
-        cli._decode_settings(args)
+        decode_settings(args)
 
 
 NUMERIC = [k for k in KEYS if not choices(k) and FIELDS[k].annotation is not bool]

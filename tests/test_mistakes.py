@@ -28,10 +28,11 @@ import torch
 
 from nmt import NmtError, checkpoint, hardware
 from nmt.cli import main
+from nmt.cli.stream import StreamInterrupted, translate_chunks
 from nmt.config import DataConfig
 from nmt.data import encode, load_split
 from nmt.tokenizer import Tokenizer
-from nmt.translate import PartialTranslation, StreamInterrupted, Translator, translate_chunks
+from nmt.translate import PartialTranslation, Translator
 
 LOG_LINE = re.compile(r"\d\d:\d\d:\d\d (DEBUG|INFO|WARNING) nmt[\w.]*: \S")  # nmt.LOG_FORMAT (cli.main sets it)
 
@@ -111,7 +112,7 @@ TRANSLATE_MISTAKES = {
                                   ["--alignments {w}/alias/new.txt is the same file as -o {w}/new.txt"]),
     "output-in-a-missing-folder": ([*IN, "-o", "{w}/missing/out.txt"], ["-o {w}/missing/out.txt", "not found"]),
     "output-is-a-folder": ([*IN, "-o", "{w}/run"], ["-o {w}/run is a folder"]),
-    "missing-input": (["-i", "{w}/missing.txt", *OUT], ["input file not found: {w}/missing.txt"]),
+    "missing-input": (["-i", "{w}/missing.txt", *OUT], ["-i {w}/missing.txt: file not found"]),
     "beam-0": ([*IN, *OUT, "--beam", "0"], ["--beam 0", ">= 1"]),
     "nbest-negative": ([*IN, *OUT, "--nbest", "-1"], ["--nbest -1", "from 1 to the beam size"]),
     "nbest-0": ([*IN, *OUT, "--beam", "5", "--nbest", "0"], ["--nbest 0"]),
@@ -239,9 +240,11 @@ def test_finite_weights_with_nan_scores_name_the_checkpoint(work: Path, capsys: 
 # --- nmt evaluate and nmt average -------------------------------------------------------------------------------
 
 EVALUATE_MISTAKES = {
-    "two-empty-files": (["-r", "{w}/empty.ref", "-h", "{w}/empty.hyp"], ["{w}/empty.ref is empty: nothing to score"]),
-    "invalid-utf8-hypotheses": (["-r", "{w}/in.txt", "-h", "{w}/bad.hyp"], ["{w}/bad.hyp:2: invalid UTF-8"]),
-    "different-lengths": (["-r", "{w}/in.txt", "-h", "{w}/old.txt"], ["{w}/old.txt has 1 lines, {w}/in.txt has 2"]),
+    "two-empty-files": (["-r", "{w}/empty.ref", "--hypothesis", "{w}/empty.hyp"],
+                        ["{w}/empty.ref is empty: nothing to score"]),
+    "invalid-utf8-hypotheses": (["-r", "{w}/in.txt", "--hypothesis", "{w}/bad.hyp"], ["{w}/bad.hyp:2: invalid UTF-8"]),
+    "different-lengths": (["-r", "{w}/in.txt", "--hypothesis", "{w}/old.txt"],
+                          ["{w}/old.txt has 1 lines, {w}/in.txt has 2"]),
 }
 
 
@@ -268,12 +271,12 @@ def test_evaluate_reads_stdin_as_strictly_as_a_file(tmp_path: Path) -> None:
 AVERAGE_MISTAKES = {
     "last-0": (["--last", "0"], ["--last 0: must be at least 1"]),
     "last-negative": (["--last", "-2"], ["--last -2: must be at least 1"]),
-    "overwrite-best": (["-o", "best.pt"], ["-o best.pt: would overwrite the run's own best.pt"]),
-    "overwrite-last": (["-o", "last.pt"], ["-o last.pt: would overwrite the run's own last.pt"]),
-    "outside-the-run": (["-o", "../averaged.pt"], ["-o ../averaged.pt: must be a file name ending in .pt"]),
-    "absolute-path": (["-o", "{w}/averaged.pt"], ["-o {w}/averaged.pt: must be a file name"]),
-    "into-a-subfolder": (["-o", "checkpoints/step-1.pt"], ["-o checkpoints/step-1.pt: must be a file name"]),
-    "not-a-checkpoint-name": (["-o", "config.yaml"], ["-o config.yaml: must be a file name ending in .pt"]),
+    "overwrite-best": (["-o", "{w}/run/best.pt"], ["-o {w}/run/best.pt: would overwrite the run's own best.pt"]),
+    "overwrite-last": (["-o", "{w}/run/last.pt"], ["-o {w}/run/last.pt: would overwrite the run's own last.pt"]),
+    "into-a-missing-folder": (["-o", "{w}/nowhere/averaged.pt"], ["-o {w}/nowhere/averaged.pt: folder {w}/nowhere "
+                                                                   "not found"]),
+    "onto-a-folder": (["-o", "{w}/run.pt"], ["-o {w}/run.pt is a folder: name a file"]),
+    "not-a-checkpoint-name": (["-o", "{w}/config.yaml"], ["-o {w}/config.yaml: must be a file ending in .pt"]),
     "a-file-without-weights": (["{w}/other.pt"], ["{w}/other.pt is not an nmt checkpoint: no 'model' entry"]),
 }
 
@@ -284,16 +287,28 @@ def test_average_mistakes(case: str, work: Path, capsys: pytest.CaptureFixture,
     args, says = AVERAGE_MISTAKES[case]
     shutil.copy(work / "run" / "best.pt", work / "run" / "last.pt")
     torch.save({"step": 3}, work / "other.pt")
+    (work / "run.pt").mkdir()
     before = snapshot(work)
-    status, lines, out = run_main(["average", str(work / "run"), *(a.format(w=work) for a in args)], capsys, caplog)
+    status, lines, out = run_main(["average", "-m", str(work / "run"), *(a.format(w=work) for a in args)], capsys,
+                                  caplog)
     assert status == 1 and out == ""
     assert_one_line(lines, "average", *(s.format(w=work) for s in says))
     assert snapshot(work) == before
 
 
+def test_average_in_the_old_spelling_writes_into_the_run(work: Path, capsys: pytest.CaptureFixture) -> None:
+    """``nmt average RUN -o NAME`` (before -m RUN, when -o was a name in the run) works, with two warning lines."""
+    main(["average", str(work / "run"), "--last", "2", "-o", "two.pt"])
+    out, err = capsys.readouterr()
+    assert (work / "run" / "two.pt").is_file() and not (Path.cwd() / "two.pt").exists()
+    assert [line.split(" is deprecated")[0] for line in err.splitlines()] == [
+        "nmt: warning: RUN as a positional argument", "nmt: warning: -o two.pt (a name in the run)"]
+    assert out.startswith("averaged 2 checkpoints")
+
+
 def test_average_of_a_missing_run(tmp_path: Path, capsys: pytest.CaptureFixture,
                                   caplog: pytest.LogCaptureFixture) -> None:
-    status, lines, _ = run_main(["average", str(tmp_path / "nowhere")], capsys, caplog)
+    status, lines, _ = run_main(["average", "-m", str(tmp_path / "nowhere")], capsys, caplog)
     assert status == 1
     assert_one_line(lines, "average", f"run directory not found: {tmp_path / 'nowhere'}")
     assert list(tmp_path.iterdir()) == []
@@ -359,7 +374,7 @@ def test_average_onto_a_full_disk(work: Path, capsys: pytest.CaptureFixture, cap
                                   ) -> None:
     run = work / "run"
     (run / "averaged.pt.tmp").symlink_to("/dev/full")
-    status, lines, _ = run_main(["average", str(run), "--last", "2"], capsys, caplog)
+    status, lines, _ = run_main(["average", "-m", str(run), "--last", "2"], capsys, caplog)
     assert status == 1
     assert_one_line(lines, "average", f"no space left on the device while writing {run / 'averaged.pt'}")
     assert not (run / "averaged.pt").exists() and not os.path.lexists(run / "averaged.pt.tmp")

@@ -13,6 +13,7 @@ import torch
 
 from nmt import NmtError, plot
 from nmt.cli import main
+from nmt.gradients import gradient_map
 from nmt.plot import (
     plot_attention,
     plot_dev_attention,
@@ -191,8 +192,9 @@ def test_bleu_by_length_command(tmp_path: Path, figures: list[Any], capsys: pyte
     (tmp_path / "ref").write_text("\n".join(ref) + "\n")
     (tmp_path / "good.hyp").write_text("\n".join(ref) + "\n")
     (tmp_path / "bad.hyp").write_text(f"{ref[0]}\nnothing here matches\n{ref[2]}\n")
-    main(["plot-length", "-s", str(tmp_path / "src"), "-r", str(tmp_path / "ref"), str(tmp_path / "good.hyp"),
-          str(tmp_path / "bad.hyp"), "--labels", "good,bad", "--bins", "3", "-o", str(tmp_path / "len.png")])
+    main(["plot-length", "-i", str(tmp_path / "src"), "-r", str(tmp_path / "ref"), "--hypothesis",
+          str(tmp_path / "good.hyp"), "--hypothesis", str(tmp_path / "bad.hyp"), "--labels", "good,bad",
+          "--bins", "3", "-o", str(tmp_path / "len.png")])
     table = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
     assert table[0] == ["source words", "sentences", "good", "bad"]
     assert table[1] == ["<= 3", "2", "100.00", "100.00"] and table[2] == ["> 3", "1", "100.00", "0.00"]
@@ -200,3 +202,48 @@ def test_bleu_by_length_command(tmp_path: Path, figures: list[Any], capsys: pyte
     (ax,) = figures[0].axes
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["good", "bad"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["<= 3\n(2)", "> 3\n(1)"]
+
+
+def test_plot_gradients_command_draws_the_map_and_the_flow(dates_run: tuple[Path, dict], tmp_path: Path,
+                                                           figures: list[Any], capsys: pytest.CaptureFixture) -> None:
+    """A map labeled with the sentence's pieces and its translation, its values the library's g_ij; a curve per
+    run over dev pairs (trained and --init), one point per path length."""
+    run_dir = dates_run[0]
+    main(["plot-gradients", "-m", str(run_dir), "--text", "25 November 2026", "-o", str(tmp_path / "map.png")])
+    assert capsys.readouterr().out.strip() == str(tmp_path / "map.png")
+    translator = Translator.from_run(run_dir, beam_size=1)
+    t = translator.translate(["25 November 2026"])[0]
+    assert _labels(figures[0].axes[0]) == ([*t.src_pieces, "</s>"], [*t.trg_pieces, "</s>"])
+    expected = gradient_map(translator.model, translator.src_tok.ids(t.src_pieces),
+                            translator.trg_tok.ids(t.trg_pieces))
+    image = torch.as_tensor(figures[0].axes[0].get_images()[0].get_array().data)
+    torch.testing.assert_close(image.float(), expected.clamp(min=1e-12), rtol=1e-4, atol=0)
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    for name in ("config.yaml", "spm.joint.model"):  # --init reads no checkpoint
+        (fresh / name).write_bytes((run_dir / name).read_bytes())
+    src, trg = run_dir / "data" / "dev.txt", run_dir / "data" / "dev.iso"
+    main(["plot-gradients", "-m", str(run_dir), "-m", str(fresh), "--init", "--pairs", "4", "-i", str(src), "-t",
+          str(trg), "-o", str(tmp_path / "flow.svg")])
+    lines = figures[1].axes[0].get_lines()
+    assert [line.get_label() for line in lines] == [f"{run_dir.name} (init)", "fresh (init)"]
+    assert list(lines[0].get_ydata()) == list(lines[1].get_ydata())  # the same design and seed: the same weights
+    assert (tmp_path / "flow.svg").read_bytes().startswith(b"<?xml")
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--text", "x", "--quantize", "int8"], "--quantize int8: an int8 model has no backward pass"),
+    (["--text", "x", "--precision", "bf16"], "--precision bf16: gradients are measured in fp32"),
+    (["--pairs", "0"], "--pairs 0: must be at least 1"),
+    (["--text", "x", "-o", "map.gif"], "map.gif"),
+    (["--text", "x", "-m", "other"], "a gradient map is of one run"),
+    (["--line", "2"], "--line needs -i FILE"),
+    (["--text", " "], "nothing to measure: --text is blank"),
+])
+def test_plot_gradients_refuses_mistakes_before_loading(args: list[str], says: str, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["plot-gradients", "-m", str(tmp_path / "no-such-run"), *args])
+    message = str(exit_.value.code)
+    assert message.startswith("nmt plot-gradients: error: ") and says in message and "\n" not in message
+    assert list(tmp_path.iterdir()) == []

@@ -8,7 +8,6 @@ from torch.nn import functional as F
 
 from nmt.batching import make_batch
 from nmt.checkpoint import step_checkpoints
-from nmt.data import read_lines
 from nmt.search import (
     NonFiniteScoresError,
     beam_search,
@@ -18,6 +17,7 @@ from nmt.search import (
     max_output_lengths,
     sampler,
 )
+from nmt.textfile import read_lines
 from nmt.tokenizer import EOS
 from nmt.translate import Translator
 from tests.helpers import small_rnn, small_transformer

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from nmt import NmtError
+from nmt.cli.stream import read_chunks, read_lines_replacing, translate_chunks, translate_stream
 from nmt.hardware import Precision, resolve_device, resolve_precision
-from nmt.translate import Translator, read_chunks, read_lines_replacing, translate_chunks, translate_stream
+from nmt.translate import Translator
 
 
 @pytest.fixture(scope="module")

@@ -260,7 +260,9 @@ def create_app(models: list[ServedModel], settings: ServerSettings | None = None
         service.check_sentences(flat)
         search = service.search_settings(m, nbest=body.alternatives + 1 if body.alternatives else None)
         outputs = await service.translate(m, [clean(line) for line in flat], search)
-        translated, alternatives, k = [], [], 0
+        translated: list[str] = []
+        alternatives: list[list[str]] = []
+        k = 0
         for text_lines in lines:
             mine = outputs[k:k + len(text_lines)]
             k += len(text_lines)
@@ -269,7 +271,8 @@ def create_app(models: list[ServedModel], settings: ServerSettings | None = None
             alternatives.append(["\n".join(n[a] if a < len(n) else n[0] for n in nbests)
                                  for a in range(1, max(map(len, nbests)))])
         if isinstance(body.q, str):
-            translated, alternatives = translated[0], alternatives[0]
+            return LibreTranslateResponse(translatedText=translated[0],
+                                          alternatives=alternatives[0] if body.alternatives else None)
         return LibreTranslateResponse(translatedText=translated,
                                       alternatives=alternatives if body.alternatives else None)
 
@@ -278,7 +281,7 @@ def create_app(models: list[ServedModel], settings: ServerSettings | None = None
     async def translate_v1(request: Request) -> TranslateResponse:
         """Sentences with search settings -> translations, n-best lists, token scores, pieces, words, alignments,
         and (with ``attention``) attention matrices."""
-        body: TranslateRequest = await parse_body(request, TranslateRequest, form=False)
+        body: Any = await parse_body(request, TranslateRequest, form=False)  # a model derived at import time
         service.check_key(body.api_key, request.headers)
         m = service.model(body.model)
         if not body.sentences:

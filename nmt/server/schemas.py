@@ -71,7 +71,7 @@ def _search_field(key: str) -> tuple[Any, Any]:
     return Annotated[(info.annotation, *bounds)] | None, Field(None, description=option(key).help)
 
 
-TranslateRequest = create_model(
+TranslateRequest: Any = create_model(  # type: ignore[call-overload]  # fields derived from the decode schema
     "TranslateRequest",
     __config__=ConfigDict(extra="forbid"),
     __doc__="""Sentences for one model, with search settings; a setting left out takes the model's default (its

@@ -98,7 +98,7 @@ def model_specs(specs: list[str]) -> list[tuple[str, Path]]:
 
 
 def load_model(name: str, run_dir: str | Path, checkpoint: str = RunDir.BEST, quantize: str | None = None,
-               precision: str = "fp32", device: torch.device | str = "cpu", **decode: object) -> ServedModel:
+               precision: str = "fp32", device: torch.device | str = "cpu", **decode: Any) -> ServedModel:
     """Load a run as ``nmt translate`` does (``decode`` overrides the run's decoding settings, e.g. beam_size)."""
     run_dir = Path(run_dir)
     translator = Translator.from_run(run_dir, checkpoint_name=checkpoint, quantize=quantize, precision=precision,

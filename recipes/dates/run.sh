@@ -12,5 +12,5 @@ shift || true
 
 nmt train hydra.run.dir="$run" train.resume=true "$@"
 nmt translate -m "$run" -i "$run/data/test.txt" -o "$run/test.beam5.hyp" --beam 5 --alignments "$run/test.align"
-nmt evaluate -r "$run/data/test.iso" -h "$run/test.beam5.hyp"
+nmt evaluate -r "$run/data/test.iso" --hypothesis "$run/test.beam5.hyp"
 nmt plot-attention -m "$run" --text "Wednesday, 25 November 2026" -o "$run/attention.png"

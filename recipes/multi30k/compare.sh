@@ -41,9 +41,9 @@ fi
 hyps=()
 labels=()
 for run in "${runs[@]}"; do
-  hyps+=("$run/$test.hyp")
+  hyps+=(--hypothesis "$run/$test.hyp")
   name=$(basename "$run")
   labels+=("${name#"multi30k_${src}${trg}_"}")
 done
-nmt plot-length -s "$data/$test.$src" -r "$data/$test.$trg" "${hyps[@]}" \
+nmt plot-length -i "$data/$test.$src" -r "$data/$test.$trg" "${hyps[@]}" \
   --labels "$(IFS=,; echo "${labels[*]}")" --bins 7,9,11,13,16,20 -o "$output"

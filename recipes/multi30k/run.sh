@@ -36,17 +36,17 @@ done
 
 nmt train experiment="multi30k_$design" data="multi30k_$src$trg" hydra.run.dir="$run" train.resume=true \
   train.test=false "$@"
-nmt average "$run" --last 5
+nmt average -m "$run" --last 5
 chosen=best dev=-1
 for weights in best averaged; do
   nmt translate -m "$run" --checkpoint "$weights.pt" -i "$data/val.$src" -o "$run/val.$weights.hyp" --beam 5
-  bleu=$(nmt evaluate -r "$data/val.$trg" -h "$run/val.$weights.hyp" | awk '/^BLEU/ {print $2; exit}')
+  bleu=$(nmt evaluate -r "$data/val.$trg" --hypothesis "$run/val.$weights.hyp" | awk '/^BLEU/ {print $2; exit}')
   echo "$weights.pt, beam 5, dev (val.$src-$trg): BLEU $bleu"
   if awk -v a="$bleu" -v b="$dev" 'BEGIN {exit !(a > b)}'; then chosen=$weights dev=$bleu; fi
 done
 echo "$chosen.pt has the better dev BLEU ($dev): it translates $test.$src"
 nmt translate -m "$run" --checkpoint "$chosen.pt" -i "$data/$test.$src" -o "$run/$test.hyp" --beam 5
-nmt evaluate -r "$data/$test.$trg" -h "$run/$test.hyp" --lowercase
+nmt evaluate -r "$data/$test.$trg" --hypothesis "$run/$test.hyp" --lowercase
 if ! grep -q '^  attention: none$' "$run/config.yaml"; then  # a fixed-context model has no attention to draw
   nmt plot-attention -m "$run" --checkpoint "$chosen.pt" -i "$data/$test.$src" --line 7 -o "$run/attention.png"
 fi
