@@ -232,3 +232,39 @@ def test_an_api_error_is_shown_in_plain_words(server: Server, browser: webdriver
     error = browser.find_element(By.ID, "error")
     assert error.is_displayed()
     assert error.text == "The request is too large: sentence 1 has 118 subwords; model dates takes at most 60."
+
+
+def test_the_gradient_view_draws_the_servers_gradient_norms(server: Server, browser: webdriver.Chrome) -> None:
+    """With "gradient flow" ticked the page asks for the gradients, offers them as a second view beside the
+    attention, and draws the server's ||d log p(y_i) / d e_j|| on a log scale: the darkest cell is the largest
+    norm, each target label highlights the source unit that moves it most, the table holds the norms."""
+    wait = open_page(browser, server)
+    browser.find_element(By.ID, "show-gradients").click()
+    browser.find_element(By.ID, "source").send_keys(DATE)
+    beam = int(browser.find_element(By.ID, "beam").get_attribute("value"))
+    nbest = int(browser.find_element(By.ID, "nbest-size").get_attribute("value"))
+    browser.find_element(By.ID, "translate").click()
+    wait.until(state_is("done"))
+    assert browser.find_element(By.ID, "view-title").text == "Attention"
+    Select(browser.find_element(By.ID, "matrix")).select_by_value("gradients")
+    assert browser.find_element(By.ID, "view-title").text == "Gradient flow"
+    body = {"model": "dates", "sentences": [DATE], "beam_size": beam, "nbest": nbest, "gradients": True}
+    api = httpx2.post(f"{server.url}/v1/translate", json=body, timeout=60).json()["translations"][0]
+    norms = torch.tensor(api["gradients"])
+    assert norms.shape == (len(api["trg_pieces"]) + 1, len(api["src_pieces"]) + 1)
+    cells = browser.find_elements(By.CSS_SELECTOR, "#heatmap .cell")
+    assert len(cells) == norms.numel()
+    weights = torch.tensor([float(c.get_attribute("data-weight")) for c in cells]).view_as(norms)
+    expected = (1 + torch.log10(norms / norms.max()) / 4).clamp(min=0)
+    torch.testing.assert_close(weights, expected.float(), rtol=0, atol=1e-4)
+    targets = browser.find_elements(By.CSS_SELECTOR, "#heatmap .trg-label")
+    for j in (0, len(targets) - 1):
+        ActionChains(browser).move_to_element(targets[j]).perform()
+        (highlighted,) = browser.find_elements(By.CSS_SELECTOR, "#heatmap .src-label.highlight")
+        assert int(highlighted.get_attribute("data-src-index")) == int(norms[j].argmax()), j
+    table = browser.find_element(By.ID, "attention-table")
+    assert "Gradient norms" in table.find_element(By.TAG_NAME, "caption").get_attribute("textContent")
+    first = table.find_elements(By.CSS_SELECTOR, "tbody tr")[0].find_elements(By.TAG_NAME, "td")[0]
+    assert float(first.get_attribute("textContent")) == pytest.approx(float(norms[0, 0]), rel=1e-2)
+    Select(browser.find_element(By.ID, "matrix")).select_by_value("attention")
+    assert browser.find_element(By.ID, "view-title").text == "Attention"

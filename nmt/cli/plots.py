@@ -278,7 +278,8 @@ def run_gradients(args: argparse.Namespace) -> None:
                                     f"{sources[0]}  ->  {targets[0]}{'  (fresh weights)' if args.init else ''}"))
             return
         curves[run.name + (" (init)" if args.init else "")] = flow_by_path(translator.model, ids)
-    print(plot_gradient_flow(curves, args.output, f"gradient flow over {args.pairs} pairs"))
+    weights = "fresh weights" if args.init else "trained weights"
+    print(plot_gradient_flow(curves, args.output, f"gradient flow over {args.pairs} pairs, {weights}"))
 
 
 def run_metrics(args: argparse.Namespace) -> None:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Cells side by side: the vanilla RNN, the LSTM and the GRU, each with Bahdanau attention and without (a fixed
 # context, Cho et al.), trained with the same sizes, data and budget on the date task, then drawn together:
-# dev exact match against updates and against seconds (cells.png), and the gradient flow through time of each
-# trained model over 50 dev pairs (gradients.png).
+# dev exact match against updates and against seconds (cells.png), and the gradient flow through time over 50
+# dev pairs of each design with fresh weights (gradients-init.png: the decay the gates and attention remedy) and
+# trained (gradients.png: what the trained models carry).
 #
 #   recipes/dates/compare_cells.sh [OUT_DIR] [TRAIN OVERRIDES...]     (default OUT_DIR: runs/cells)
 #   recipes/dates/compare_cells.sh runs/cells train.max_epochs=8
@@ -17,7 +18,7 @@ shift || true
 mkdir -p "$out"
 
 train() {  # CELL ATTENTION
-  nmt train hydra.run.dir="$out/$1-$2" train.resume=true model.cell="$1" model.attention="$2" \
+  nmt train hydra.run.dir="$out/$1-$2" train.resume=true model.name="$1-$2" model.cell="$1" model.attention="$2" \
     model.direction=forward data.sizes.train=10000 train.max_epochs=4 train.validate_every=25 train.patience=0 \
     train.threads=1 train.test=false "${@:3}" > "$out/$1-$2.log" 2>&1
 }
@@ -35,6 +36,7 @@ wait
 models=()
 for run in "${runs[@]}"; do models+=(-m "$run"); done
 nmt plot-metrics "${models[@]}" --metric exact --against step --against elapsed -o "$out/cells.png"
+nmt plot-gradients "${models[@]}" --pairs 50 --threads 2 --init -o "$out/gradients-init.png"
 nmt plot-gradients "${models[@]}" --pairs 50 --threads 2 -o "$out/gradients.png"
 for run in "${runs[@]}"; do
   printf '%s\t%s\n' "$(basename "$run")" "$(grep -o '"exact": [0-9.]*' "$run/metrics.jsonl" | tail -1)"

@@ -1,5 +1,6 @@
-// nmt's page: translate through POST /v1/translate and draw the attention as an SVG heatmap, with the same weights
-// in a table for screen readers (shown on request). Rows are target units (subword pieces, or words), columns source
+// nmt's page: translate through POST /v1/translate and draw the attention, or the gradient flow through time
+// (||d log p(y_i) / d e_j||, on a log scale), as an SVG heatmap, with the same values in a table for screen
+// readers (shown on request). Rows are target units (subword pieces, or words), columns source
 // units; hovering, tapping or focusing a target label (or hovering a cell of its row) highlights the source units it
 // attends to, and a source label the target units attending to it. The inputs are bounded by the server's own
 // limits (GET /v1/limits): a request the server would refuse for them is refused here, before it is sent. The hooks
@@ -9,6 +10,7 @@
 const SVG = "http://www.w3.org/2000/svg";
 const EOS = "</s>";
 const CELL = 26;
+const DECADES = 4;  // the gradient view's colour scale: from the largest norm down to 10^-DECADES of it
 const $ = (id) => document.getElementById(id);
 
 const page = {
@@ -202,6 +204,7 @@ async function translate(event) {
     beam_size: wholeNumber("beam"),
     nbest: wholeNumber("nbest-size"),
     attention: $("show-attention").checked,
+    gradients: $("show-gradients").checked,
   };
   if ($("api-key").value) body.api_key = $("api-key").value;
   const json = JSON.stringify(body);
@@ -310,7 +313,19 @@ function copyBySelection(text) {
 }
 
 function setUpViewControls(t) {
-  const heads = t.attention_heads;
+  const matrix = $("matrix");
+  matrix.querySelector('[value="attention"]').disabled = !t.attention;
+  matrix.querySelector('[value="gradients"]').disabled = !t.gradients;
+  if (!(matrix.value === "gradients" ? t.gradients : t.attention)) {
+    matrix.value = t.attention ? "attention" : "gradients";
+  }
+  const gradients = matrix.value === "gradients";
+  $("view-title").textContent = gradients ? "Gradient flow" : "Attention";
+  $("view-help").textContent = gradients
+    ? "How strongly each source word can still move each translated word: ||d log p(y_i) / d e_j||, darker is " +
+      `larger, on a log scale over ${DECADES} orders of magnitude.`
+    : "Hover, tap or Tab to a word: rows are the translation, columns the source.";
+  const heads = gradients ? null : t.attention_heads;
   $("layer-field").hidden = $("head-field").hidden = !heads;
   if (!heads) return;
   const layer = $("layer");
@@ -325,8 +340,10 @@ function setUpViewControls(t) {
   }
 }
 
-// The matrix to draw, [target units][source units], with the units' labels.
+// The matrix to draw, [target units][source units], with the units' labels: attention weights, or gradient norms
+// mapped to [0, 1] on a log scale (``raw`` keeps the norms, for the labels and the table).
 function currentView(t) {
+  if ($("matrix").value === "gradients" && t.gradients) return gradientView(t);
   let matrix = t.attention;
   if (t.attention_heads) {
     const layer = t.attention_heads[Number($("layer").value)];
@@ -346,6 +363,16 @@ function currentView(t) {
   }
   return {matrix, src: [...t.src_pieces, EOS], trg: [...t.trg_pieces, EOS], scores: t.token_scores,
     unit: "subword"};
+}
+
+function gradientView(t) {
+  const words = $("units").value === "words";
+  const raw = words ? mergeWords(t.gradients, t.src_word_ids, t.trg_word_ids) : t.gradients;
+  const top = Math.max(...raw.flat(), 1e-30);
+  const matrix = raw.map((row) => row.map((g) => Math.max(0, 1 + Math.log10(Math.max(g, 1e-30) / top) / DECADES)));
+  const src = words ? t.src_words : [...t.src_pieces, EOS];
+  const trg = words ? t.trg_words : [...t.trg_pieces, EOS];
+  return {matrix, raw, src, trg, unit: words ? "word" : "subword", gradients: true};
 }
 
 // Subword attention merged into words as nmt.words.word_attention does: a source word sums its pieces' columns,
@@ -388,14 +415,16 @@ function drawHeatmap() {
     return;
   }
   const {matrix, src, trg, unit} = view;
+  const what = view.gradients ? "gradient flow" : "attention";
+  const shown = (j, i) => (view.raw ? view.raw[j][i].toExponential(2) : matrix[j][i].toFixed(2));
   const charWidth = 8;
   const left = 12 + charWidth * Math.max(...trg.map((s) => s.length), 3);
   const top = 12 + charWidth * 0.9 * Math.max(...src.map((s) => s.length), 3);
   const width = left + CELL * src.length + 10;
   const height = top + CELL * trg.length + 10;
   const svg = svgElement("svg", {width, height, viewBox: `0 0 ${width} ${height}`, role: "group",
-    "aria-label": `attention heatmap, ${trg.length} translation ${unit}s by ${src.length} source ${unit}s ` +
-      "(the table of attention weights has the same numbers)"});
+    "aria-label": `${what} heatmap, ${trg.length} translation ${unit}s by ${src.length} source ${unit}s ` +
+      `(the table of ${what} values has the same numbers)`});
 
   // Each label is a button that highlights its row or column; its name says which unit of the other side it
   // shares the most attention with.
@@ -419,15 +448,15 @@ function drawHeatmap() {
     const x = left + CELL * i + CELL / 2;
     svg.append(label({class: "label src-label", "data-src-index": i,
       transform: `translate(${x}, ${top - 6}) rotate(-60)`}, text,
-    `${text}, source ${unit} ${i + 1} of ${src.length}: most attended by ${trg[best]} ` +
-      `(${column[best].toFixed(2)})`, () => highlightSource(i)));
+    `${text}, source ${unit} ${i + 1} of ${src.length}: ${view.gradients ? "moves" : "most attended by"} ` +
+      `${view.gradients ? "most " : ""}${trg[best]} (${shown(best, i)})`, () => highlightSource(i)));
   });
   trg.forEach((text, j) => {
     const best = argmax(matrix[j]);
     const y = top + CELL * j + CELL / 2 + 4;
     const el = label({class: "label trg-label", "data-trg-index": j, x: left - 6, y, "text-anchor": "end"}, text,
-      `${text}, translation ${unit} ${j + 1} of ${trg.length}: attends most to ${src[best]} ` +
-        `(${matrix[j][best].toFixed(2)})`, () => highlightTarget(j));
+      `${text}, translation ${unit} ${j + 1} of ${trg.length}: ` +
+        `${view.gradients ? "moved most by" : "attends most to"} ${src[best]} (${shown(j, best)})`, () => highlightTarget(j));
     if (view.scores) el.append(svgElement("title", {}, `log-probability ${view.scores[j].toFixed(3)}`));
     svg.append(el);
   });
@@ -436,7 +465,7 @@ function drawHeatmap() {
     const cell = svgElement("rect", {class: "cell", "data-trg-index": j, "data-src-index": i,
       "data-weight": weight, x: left + CELL * i, y: top + CELL * j, width: CELL - 1, height: CELL - 1,
       fill: color(weight)});
-    cell.append(svgElement("title", {}, `${trg[j]} → ${src[i]}: ${weight.toFixed(3)}`));
+    cell.append(svgElement("title", {}, `${trg[j]} → ${src[i]}: ${view.raw ? shown(j, i) : weight.toFixed(3)}`));
     cell.addEventListener("mouseenter", () => highlightTarget(j));
     cell.addEventListener("click", () => highlightTarget(j));
     cells.append(cell);
@@ -449,7 +478,7 @@ function drawHeatmap() {
 }
 
 // The heatmap as a table: source units as column headers, target units as row headers, the weights in the cells.
-function drawTable({matrix, src, trg, unit}) {
+function drawTable({matrix, raw, src, trg, unit, gradients}) {
   const cell = (tag, text, attributes = {}) => {
     const el = document.createElement(tag);
     el.textContent = text;
@@ -457,7 +486,8 @@ function drawTable({matrix, src, trg, unit}) {
     return el;
   };
   const table = cell("table", "", {id: "attention-table"});
-  table.append(cell("caption", `Attention weights: a row per translation ${unit}, a column per source ${unit}`));
+  table.append(cell("caption", `${gradients ? "Gradient norms" : "Attention weights"}: a row per translation ` +
+    `${unit}, a column per source ${unit}`));
   const head = document.createElement("thead");
   const header = document.createElement("tr");
   header.append(cell("td", ""), ...src.map((text) => cell("th", text, {scope: "col"})));
@@ -465,8 +495,8 @@ function drawTable({matrix, src, trg, unit}) {
   const body = document.createElement("tbody");
   body.append(...matrix.map((row, j) => {
     const tr = document.createElement("tr");
-    tr.append(cell("th", trg[j], {scope: "row"}), ...row.map((weight) => {
-      const td = cell("td", weight.toFixed(2));
+    tr.append(cell("th", trg[j], {scope: "row"}), ...row.map((weight, i) => {
+      const td = cell("td", raw ? raw[j][i].toExponential(2) : weight.toFixed(2));
       td.style.background = color(weight);
       td.classList.toggle("dark", weight > 0.5);
       return td;
@@ -525,5 +555,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("copy").addEventListener("click", copyTranslation);
   $("show-table").addEventListener("change", showTable);
   for (const id of ["units", "layer", "head"]) $(id).addEventListener("change", drawHeatmap);
+  $("matrix").addEventListener("change", () => {
+    setUpViewControls(page.result.translations[page.selected]);
+    drawHeatmap();
+  });
   loadModels();
 });
