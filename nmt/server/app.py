@@ -195,6 +195,14 @@ def create_app(models: list[ServedModel], settings: ServerSettings | None = None
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type", "Authorization", "X-API-Key"])
     app.add_middleware(AccessLog)
+    _error_handlers(app)
+    _reading_routes(app, service, settings)
+    _translation_routes(app, service)
+    return app
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """Every error as the API's one JSON shape: a domain error (ApiError), an HTTP one, and a fault."""
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, e: ApiError) -> JSONResponse:
@@ -210,6 +218,10 @@ def create_app(models: list[ServedModel], settings: ServerSettings | None = None
     @app.exception_handler(Exception)
     async def server_fault(request: Request, e: Exception) -> JSONResponse:  # uvicorn logs the traceback
         return _error(500, "internal server error (the server's log has the details)")
+
+
+def _reading_routes(app: FastAPI, service: Service, settings: ServerSettings) -> None:
+    """The page and what describes the server: health, languages, models, limits."""
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -243,6 +255,10 @@ def create_app(models: list[ServedModel], settings: ServerSettings | None = None
         ``/`` reads them to bound its inputs."""
         return service.limits()
 
+
+def _translation_routes(app: FastAPI, service: Service) -> None:
+    """LibreTranslate's ``/translate`` and nmt's own ``/v1/translate``."""
+
     @app.post("/translate", response_model=LibreTranslateResponse, response_model_exclude_none=True,
               responses=ERRORS, openapi_extra=_request_body(LibreTranslateRequest, form=True))
     async def translate_libre(request: Request) -> LibreTranslateResponse:
@@ -260,21 +276,7 @@ def create_app(models: list[ServedModel], settings: ServerSettings | None = None
         service.check_sentences(flat)
         search = service.search_settings(m, nbest=body.alternatives + 1 if body.alternatives else None)
         outputs = await service.translate(m, [clean(line) for line in flat], search)
-        translated: list[str] = []
-        alternatives: list[list[str]] = []
-        k = 0
-        for text_lines in lines:
-            mine = outputs[k:k + len(text_lines)]
-            k += len(text_lines)
-            nbests = [[x for x, _ in o.translation.nbest] if o else [""] for o in mine]
-            translated.append("\n".join(n[0] for n in nbests))
-            alternatives.append(["\n".join(n[a] if a < len(n) else n[0] for n in nbests)
-                                 for a in range(1, max(map(len, nbests)))])
-        if isinstance(body.q, str):
-            return LibreTranslateResponse(translatedText=translated[0],
-                                          alternatives=alternatives[0] if body.alternatives else None)
-        return LibreTranslateResponse(translatedText=translated,
-                                      alternatives=alternatives if body.alternatives else None)
+        return _libre_response(body, lines, outputs)
 
     @app.post("/v1/translate", response_model=TranslateResponse, responses=ERRORS,
               openapi_extra=_request_body(TranslateRequest, form=False))
@@ -293,7 +295,24 @@ def create_app(models: list[ServedModel], settings: ServerSettings | None = None
         return TranslateResponse(model=m.name, settings=search.model_dump(include=set(SEARCH_SETTINGS)),
                                  translations=[sentence_result(o, body.attention) for o in outputs])
 
-    return app
+
+def _libre_response(body: LibreTranslateRequest, lines: list[list[str]], outputs: list) -> LibreTranslateResponse:
+    """The translations of each text's lines joined back into texts, with the alternatives (the n-best lists'
+    other entries, line by line) when asked for."""
+    translated: list[str] = []
+    alternatives: list[list[str]] = []
+    k = 0
+    for text_lines in lines:
+        mine = outputs[k:k + len(text_lines)]
+        k += len(text_lines)
+        nbests = [[x for x, _ in o.translation.nbest] if o else [""] for o in mine]
+        translated.append("\n".join(n[0] for n in nbests))
+        alternatives.append(["\n".join(n[a] if a < len(n) else n[0] for n in nbests)
+                             for a in range(1, max(map(len, nbests)))])
+    if isinstance(body.q, str):
+        return LibreTranslateResponse(translatedText=translated[0],
+                                      alternatives=alternatives[0] if body.alternatives else None)
+    return LibreTranslateResponse(translatedText=translated, alternatives=alternatives if body.alternatives else None)
 
 
 def serve(app: FastAPI, host: str, port: int, graceful_timeout: float) -> None:
