@@ -3,7 +3,7 @@ quantization) and bf16 (autocast), beam 5 with `--stop beams` too, and JoeyNMT 2
 with an equally sized RNN, in the same invocation. The table starts with the machine (CPU model, the flags that
 matter, cores, GPU, torch).
 
-    python bench/decode.py --run RUN_DIR [--joey ../shared/bench/joeynmt] [--data DIR]
+    python bench/decode.py --run RUN_DIR [--joey ../shared/bench/joeynmt] [--data DIR] [--shortlist K]
 
 RUN_DIR is an nmt run trained on Multi30k de->en (e.g. `recipes/multi30k/run.sh gru`); DIR is the Multi30k folder
 (default: NMT_MULTI30K, else the folder `nmt data multi30k` downloads into). JoeyNMT's
@@ -15,7 +15,9 @@ Each configuration runs --repeat times (default 3), round by round, each time in
 /usr/bin/time (wall time, peak RSS), and the table shows its fastest run (timings on a shared machine vary by 10% or
 more from one run to the next; the fastest is the least disturbed). "decode s" is the
 translation loop (tokenization, search, detokenization) without Python start-up and model loading; sentences/s and
-target tokens/s (sentencepiece pieces of the output, EOS excluded) are over it. Prints a Markdown table.
+target tokens/s (sentencepiece pieces of the output, EOS excluded) are over it. Prints a Markdown table. With
+--shortlist K (the run needs its table: `nmt shortlist -m RUN_DIR`), greedy and beam 5 in fp32 and beam 5 in int8
+also run over a vocabulary shortlist of K target subwords per source subword.
 """
 
 from __future__ import annotations
@@ -42,17 +44,18 @@ def measure(hyp_file: Path, ref: list[str], sp: spm.SentencePieceProcessor) -> t
     return sacrebleu.corpus_bleu(hyps, [ref]).score, sum(len(x) for x in sp.encode(hyps))
 
 
-def search_label(beam: int, stop: str = "bound") -> str:
-    """The table's name of a search: greedy, beam K, or beam K with --stop beams."""
-    return "greedy" if beam == 1 else f"beam {beam}" + (", --stop beams" if stop == "beams" else "")
+def search_label(beam: int, stop: str = "bound", shortlist: int = 0) -> str:
+    """The table's name of a search: greedy, beam K, or beam K with --stop beams; with a shortlist of K."""
+    label = "greedy" if beam == 1 else f"beam {beam}" + (", --stop beams" if stop == "beams" else "")
+    return label + (f", shortlist {shortlist}" if shortlist else "")
 
 
-def run_ours(run: Path, src: Path, beam: int, stop: str, weights: str, threads: int, batch_tokens: int,
-             out: Path) -> tuple[float, float, float]:
+def run_ours(run: Path, src: Path, beam: int, stop: str, weights: str, shortlist: int, threads: int,
+             batch_tokens: int, out: Path) -> tuple[float, float, float]:
     """(decode s, wall s, peak RSS MiB) of `nmt translate` in a fresh process."""
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "nmt", "translate", "-m", str(run), "-i", str(src),
            "-o", str(out), "--beam", str(beam), "--threads", str(threads), "--batch-tokens", str(batch_tokens),
-           "--stop", stop]
+           "--stop", stop, "--shortlist", str(shortlist)]
     cmd += ["--quantize", "int8"] if weights == "int8" else ["--precision", weights]
     result = subprocess.run(cmd, capture_output=True, text=True, check=True)
     lines, rate = re.search(r"translated (\d+) lines in [\d.]+ s \(([\d.]+) sentences/s\)", result.stderr).groups()
@@ -84,6 +87,8 @@ def main() -> None:
                         help="runs of each configuration, round by round; the table shows the fastest (default 3)")
     parser.add_argument("--batch-tokens", type=int, default=1100,
                         help="source subwords per batch (1,100: about JoeyNMT's 64 sentences here)")
+    parser.add_argument("--shortlist", type=int, default=0,
+                        help="also search over a vocabulary shortlist of K (nmt shortlist -m RUN_DIR first)")
     args = parser.parse_args()
     try:
         MULTI30K.check(args.data, ["test_2016_flickr.de", "test_2016_flickr.en"], "--data DIR")
@@ -98,26 +103,28 @@ def main() -> None:
     ref = ref_file.read_text(encoding="utf-8").splitlines()
     sp = translator.trg_tok.sp
     n = len(ref)
-    ours = [(beam, "bound", weights) for beam in (1, 5) for weights in ("fp32", "int8", "bf16")]
-    configs = [("nmt", *c) for c in [*ours, (5, "beams", "fp32"), (5, "beams", "int8")]]
+    ours = [(beam, "bound", weights, 0) for beam in (1, 5) for weights in ("fp32", "int8", "bf16")]
+    listed = [(1, "bound", "fp32", args.shortlist), (5, "bound", "fp32", args.shortlist),
+              (5, "bound", "int8", args.shortlist)] if args.shortlist else []
+    configs = [("nmt", *c) for c in [*ours, (5, "beams", "fp32", 0), (5, "beams", "int8", 0), *listed]]
     if args.joey:
         checkpoint = joey_checkpoint(args.joey, args.joey_updates, args.threads)
-        configs += [("JoeyNMT 2.3", beam, "bound", "fp32") for beam in (1, 5)]
+        configs += [("JoeyNMT 2.3", beam, "bound", "fp32", 0) for beam in (1, 5)]
     fastest: dict[tuple, tuple] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeat):  # round by round: a slow spell of the machine falls on every configuration
-            for system, beam, stop, weights in configs:
+            for system, beam, stop, weights, shortlist in configs:
                 if system == "nmt":
-                    hyp = Path(tmp) / f"b{beam}{stop}{weights}.hyp"
-                    decode, wall, rss = run_ours(args.run, src, beam, stop, weights, args.threads,
+                    hyp = Path(tmp) / f"b{beam}{stop}{weights}{shortlist}.hyp"
+                    decode, wall, rss = run_ours(args.run, src, beam, stop, weights, shortlist, args.threads,
                                                  args.batch_tokens, hyp)
                 else:
                     decode, wall, rss, hyp = joeyharness.decode(args.joey, checkpoint, beam, args.threads)
                 bleu, tokens = measure(hyp, ref, sp)
-                key = (system, beam, stop, weights)
+                key = (system, beam, stop, weights, shortlist)
                 if key not in fastest or decode < fastest[key][5]:
-                    fastest[key] = (system, beam, search_label(beam, stop), weights, bleu, decode, n / decode,
-                                    tokens / decode, wall, rss)
+                    fastest[key] = (system, beam, search_label(beam, stop, shortlist), weights, bleu, decode,
+                                    n / decode, tokens / decode, wall, rss)
     rows = [fastest[c] for c in configs]
 
     print(f"machine: {machine().describe()}")
@@ -129,6 +136,11 @@ def main() -> None:
     for system, _, search, weights, bleu, decode, sps, tps, wall, rss in rows:
         print(f"| {system} | {search} | {weights} | {bleu:.2f} | {decode:.1f} | {sps:.1f} | {tps:.0f} | {wall:.1f} "
               f"| {rss:.0f} |")
+    for system, beam, stop, weights, shortlist in configs:
+        if shortlist:
+            row, full = fastest[(system, beam, stop, weights, shortlist)], fastest[(system, beam, stop, weights, 0)]
+            print(f"shortlist over the full search, {row[2]} {weights}: {row[6] / full[6]:.2f}x sentences/s, "
+                  f"BLEU {row[4] - full[4]:+.2f}")
     joey = {r[1]: r[6] for r in rows if r[0] != "nmt"}
     if joey:
         for system, beam, search, weights, *rest in rows:

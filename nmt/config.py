@@ -272,6 +272,11 @@ class DecodeConfig(Group):
     seed: Annotated[Count, Option("--seed", "sampling: sample n of input line L is drawn from a generator seeded by "
                                             "(seed, L, n): the same samples whatever the batch",
                                   request_max=2**62)] = 0
+    shortlist: Annotated[Count, Option(
+        "--shortlist", "search each sentence over a vocabulary shortlist: the K likeliest target subwords of each of "
+                       "its source subwords (the run's shortlist.pt: nmt shortlist), the most frequent ones, EOS and "
+                       "its own subwords; scores are renormalised over the list (0: the full vocabulary)",
+        note="0: the full vocabulary", request_max=100_000)] = 0  # runs made before this key search everything
 
     @model_validator(mode="after")
     def _nbest(self) -> DecodeConfig:

@@ -64,6 +64,7 @@ class RunDir(os.PathLike):
     TEST_HYP = "test.hyp"  # the test split's translations
     ATTENTION = "attention"  # plots of dev sentences' attention at each validation
     TENSORBOARD = "tensorboard"  # TensorBoard event files
+    SHORTLIST = "shortlist.pt"  # the lexical table of decode.shortlist (nmt shortlist)
     RUN_FILES = (CONFIG, LAST, BEST, METRICS, CHECKPOINTS)  # any of them: the directory holds a run
 
     def __init__(self, path: str | os.PathLike[str]) -> None:

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from nmt import NmtError
-from nmt.models.protocol import select
+from nmt.models.protocol import Tensors, select
 from nmt.tokenizer import BOS, EOS
 
 
@@ -43,17 +43,24 @@ Pick = Callable[[Tensor, int], Tensor]  # (log-probabilities [B, V] at step i, i
 
 
 @torch.no_grad()
+def _with_shortlist(enc: Tensors, shortlist: Tensor | None) -> Tensors:
+    """The encoder output with each sentence's candidate subwords, read by the model's output layer."""
+    return enc if shortlist is None else {**enc, "shortlist": shortlist}
+
+
 def greedy_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Tensor, min_length: int = 0,
-                  no_repeat_ngram: int = 0, pick: Pick | None = None) -> list[Hypothesis]:
+                  no_repeat_ngram: int = 0, pick: Pick | None = None, shortlist: Tensor | None = None
+                  ) -> list[Hypothesis]:
     """Pick the most probable token at every step (or the one ``pick`` chooses: see :func:`sampler`), all
     sentences of the batch at once; a token's score is the model's log-probability of it.
 
     EOS is forbidden before ``min_length`` tokens, and a token that would repeat an n-gram of size
     ``no_repeat_ngram`` is never picked. At a sentence's last allowed step only EOS may follow (the maximum
     length wins over ``min_length``), so every hypothesis ends with EOS. Each sentence is decoded as it would be
-    alone. Raises :class:`NonFiniteScoresError` when the model gives NaN scores.
+    alone. ``shortlist`` [B, V] limits each sentence to its candidate subwords (``nmt.models.output``). Raises
+    :class:`NonFiniteScoresError` when the model gives NaN scores.
     """
-    enc = model.encode(src, src_mask)
+    enc = _with_shortlist(model.encode(src, src_mask), shortlist)
     state = model.init_state(enc)
     batch = src.size(0)
     prev = torch.full((batch,), BOS, dtype=torch.long, device=src.device)
@@ -151,7 +158,7 @@ def block_repeated_ngrams(log_probs: Tensor, history: Tensor, n: int) -> None:
 @torch.no_grad()
 def beam_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Tensor, beam_size: int,
                 alpha: float = 0.0, nbest: int = 1, min_length: int = 0, no_repeat_ngram: int = 0,
-                stop: str = "bound") -> list[list[Hypothesis]]:
+                stop: str = "bound", shortlist: Tensor | None = None) -> list[list[Hypothesis]]:
     """Beam search over all sentences and beams of the batch at once.
 
     Hypotheses are ranked by score / lp(length) (GNMT length penalty ``alpha``; 0 ranks by log-probability).
@@ -166,7 +173,7 @@ def beam_search(model: nn.Module, src: Tensor, src_mask: Tensor, max_lengths: Te
     if stop not in STOPS:
         raise ValueError(f"stop must be one of {', '.join(STOPS)}, got {stop!r}")
     batch, k, device = src.size(0), beam_size, src.device
-    enc = model.encode(src, src_mask)  # one row per sentence, shared by its beams
+    enc = _with_shortlist(model.encode(src, src_mask), shortlist)  # one row per sentence, shared by its beams
     state = model.init_state(enc)
     sentence = torch.arange(batch, device=device)  # the batch sentence of each group of rows still searching
     src_lengths = src_mask.sum(1).tolist()

@@ -22,6 +22,7 @@ from nmt.batching import make_batch, token_batches
 from nmt.config import DecodeConfig
 from nmt.decode_settings import check_decode, with_changes
 from nmt.hardware import Precision, int8_engine, resolve_device, resolve_precision
+from nmt.lexicon import Lexicon
 from nmt.models.builder import build_model
 from nmt.models.ensemble import Ensemble
 from nmt.rundir import RunDir
@@ -65,10 +66,12 @@ class Translator:
     """
 
     def __init__(self, model: nn.Module, src_tok: Tokenizer, trg_tok: Tokenizer, decode: DecodeConfig,
-                 max_src_length: int, precision: Precision | str = "fp32", checkpoint_path: Path | str | None = None
-                 ) -> None:
+                 max_src_length: int, precision: Precision | str = "fp32", checkpoint_path: Path | str | None = None,
+                 shortlists: Sequence[Path] = ()) -> None:
         self.model, self.src_tok, self.trg_tok, self.decode = model, src_tok, trg_tok, decode
         self.max_src_length, self.checkpoint_path = max_src_length, checkpoint_path
+        self.shortlists = list(shortlists)  # each run's lexical table (decode.shortlist), read when first used
+        self._lexicons: list[Lexicon] | None = None
         self.precision = (precision if isinstance(precision, Precision) else
                           resolve_precision(precision, self.device, model=model, backward=False))
 
@@ -136,7 +139,33 @@ class Translator:
         max_length = min(cfg.data.max_length for cfg in configs)
         paths = ", ".join(f"fresh weights of {run}" if fresh else str(run.checkpoint(name))
                           for run, name in zip(runs, names, strict=True))
-        return cls(model.to(device), src_tok, trg_tok, settings, max_length, precision, paths)
+        translator = cls(model.to(device), src_tok, trg_tok, settings, max_length, precision, paths,
+                         [run.path / RunDir.SHORTLIST for run in runs])
+        if settings.shortlist:
+            translator.lexicons()  # a missing table is one line before any input is read
+        return translator
+
+    def lexicons(self) -> list[Lexicon]:
+        """The runs' lexical tables for ``decode.shortlist`` (an ensemble searches the union of its members' lists);
+        a missing one is an ``NmtError`` naming the command that builds it."""
+        if self._lexicons is None:
+            for path in self.shortlists:
+                if not path.is_file():
+                    raise NmtError(f"decode.shortlist needs {path}: build it with 'nmt shortlist -m {path.parent}'")
+            self._lexicons = [Lexicon.load(path) for path in self.shortlists]
+        return self._lexicons
+
+    def _shortlist(self, src: Tensor) -> Tensor | None:
+        """Each sentence's candidate target subwords [B, V] (None: the full vocabulary)."""
+        k = self.decode.shortlist
+        if not k:
+            return None
+        if not self.shortlists:
+            raise NmtError("decode.shortlist needs a run's shortlist.pt; this model was not loaded from a run")
+        allowed = torch.zeros(src.size(0), len(self.trg_tok), dtype=torch.bool)
+        for lexicon in self.lexicons():
+            allowed |= lexicon.candidates(src, k, len(self.trg_tok))
+        return allowed.to(self.device)
 
     def translate(self, sentences: list[str], names: list[str] | None = None,
                   lines: Sequence[int] | None = None) -> list[Translation]:
@@ -186,20 +215,21 @@ class Translator:
             for indices in token_batches([len(s) for s in src_ids], None, max(1, d.batch_tokens // copies)):
                 batch = make_batch([src_ids[i] for i in indices for _ in range(copies)]).to(self.device)
                 max_lengths = max_output_lengths(batch.src_mask, d.max_len_a, d.max_len_b)
+                shortlist = self._shortlist(batch.src)
                 with self.precision.autocast(self.device):
                     if d.sample:
                         pick = sampler(_uniforms([(lines[i], n) for i in indices for n in range(copies)],
                                                  max_lengths, d.seed).to(self.device), d.temperature, d.top_k,
                                        d.top_p)
                         rows = greedy_search(self.model, batch.src, batch.src_mask, max_lengths, d.min_length,
-                                             d.no_repeat_ngram, pick)
+                                             d.no_repeat_ngram, pick, shortlist)
                         nbest = [rows[k : k + copies] for k in range(0, len(rows), copies)]
                     elif d.beam_size == 1:
                         nbest = [[h] for h in greedy_search(self.model, batch.src, batch.src_mask, max_lengths,
-                                                            d.min_length, d.no_repeat_ngram)]
+                                                            d.min_length, d.no_repeat_ngram, shortlist=shortlist)]
                     else:
                         nbest = beam_search(self.model, batch.src, batch.src_mask, max_lengths, d.beam_size,
-                                            d.alpha, d.nbest, d.min_length, d.no_repeat_ngram, d.stop)
+                                            d.alpha, d.nbest, d.min_length, d.no_repeat_ngram, d.stop, shortlist)
                 for i, hyps in zip(indices, nbest, strict=True):
                     results[i] = hyps
         except NonFiniteScoresError:

@@ -125,3 +125,29 @@ def test_score_gives_the_log_probabilities_the_search_found(dates_run: tuple[Pat
     assert sum(r["score"] for r in records) < sum(float(r[0]) for r in rows) - 10 * len(rows)
     assert all(abs(sum(r["token_scores"]) - r["score"]) < 0.01 for r in records)
     assert "scored 40 pairs" in wrong.stderr
+
+
+def test_shortlist_is_built_from_the_run_and_searches_almost_as_the_full_vocabulary(
+        dates_run: tuple[Path, dict], tmp_path: Path) -> None:
+    """``nmt shortlist`` writes RUN/shortlist.pt and reports list sizes; ``--shortlist K`` translates as the full
+    search does on nearly every line; without the table, one line naming the command that builds it."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for name in ("config.yaml", "spm.joint.model", "best.pt"):
+        (run_dir / name).write_bytes((dates_run[0] / name).read_bytes())
+    (run_dir / "data").symlink_to(dates_run[0] / "data")
+    src = tmp_path / "src"
+    src.write_text("\n".join((dates_run[0] / "data" / "test.txt").read_text().splitlines()[:200]) + "\n")
+    missing = nmt("translate", "-m", str(run_dir), "-i", str(src), "--shortlist", "5")
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert missing.stderr.strip().splitlines()[-1] == (f"nmt translate: error: decode.shortlist needs {run_dir}/"
+                                                        f"shortlist.pt: build it with 'nmt shortlist -m {run_dir}'")
+    built = nmt("shortlist", "-m", str(run_dir), "--per-source", "20", "--frequent", "20")
+    assert built.returncode == 0, built.stderr
+    sizes = [int(line.split(": ")[1].split()[0]) for line in built.stdout.splitlines()[1:]]
+    assert built.stdout.startswith(f"{run_dir / 'shortlist.pt'}: ") and sizes == sorted(sizes) and len(sizes) == 3
+    full = nmt("translate", "-m", str(run_dir), "-i", str(src), "--beam", "5").stdout.splitlines()
+    listed = nmt("translate", "-m", str(run_dir), "-i", str(src), "--beam", "5", "--shortlist", "10")
+    assert listed.returncode == 0, listed.stderr
+    same = sum(a == b for a, b in zip(full, listed.stdout.splitlines(), strict=True))
+    assert same >= 0.97 * len(full)

@@ -28,6 +28,7 @@ from nmt import checkpoint
 from nmt.cli import main
 from nmt.config import DecodeConfig
 from nmt.gradients import gradient_map
+from nmt.lexicon import Lexicon
 from nmt.models.builder import build_model
 from nmt.rundir import RunDir
 from nmt.server.app import create_app
@@ -531,3 +532,31 @@ def test_v1_translate_gives_the_gradient_flow_of_each_translation(client: TestCl
     assert refused.status_code == 400
     assert refused.json() == {"error": "model q is quantized to int8: it has no backward pass, so no gradients "
                                        "(serve it without --quantize)"}
+
+
+def test_v1_translate_searches_a_shortlist_where_the_model_has_one(dates_run: tuple[Path, dict],
+                                                                   tmp_path: Path) -> None:
+    """A request's shortlist needs the run's table (422 naming the command otherwise) and stays within its width;
+    with the table, a sentence's output uses only its list's subwords."""
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("config.yaml", "spm.joint.model", "best.pt"):
+        (run / name).write_bytes((dates_run[0] / name).read_bytes())
+    bare = tmp_path / "bare"
+    shutil.copytree(run, bare)
+    translator = Translator.from_run(run)
+    vocab = len(translator.trg_tok)
+    table = torch.full((vocab, 3), -1)
+    frequent = torch.tensor(translator.trg_tok.ids(["-"]))
+    Lexicon(table, frequent, torch.arange(vocab)).save(run / "shortlist.pt")  # each source piece may be copied
+    models = [load_model("dates", run, device="cpu"), load_model("bare", bare, device="cpu")]
+    with TestClient(create_app(models, LIMITS)) as c:
+        none = c.post("/v1/translate", json={"model": "bare", "sentences": [DATE], "shortlist": 2})
+        assert none.status_code == 422 and "model bare has no shortlist" in none.json()["error"]
+        wide = c.post("/v1/translate", json={"sentences": [DATE], "shortlist": 4})
+        assert wide.status_code == 422 and "over model dates's table of 3" in wide.json()["error"]
+        done = c.post("/v1/translate", json={"sentences": ["25.11.2026"], "shortlist": 1, "beam_size": 3})
+        assert done.status_code == 200, done.json()
+        result = done.json()["translations"][0]
+        allowed = set(result["src_pieces"]) | {"-"}
+        assert set(result["trg_pieces"]) <= allowed and done.json()["settings"]["shortlist"] == 1

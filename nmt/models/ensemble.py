@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from nmt.models.output import shared
 from nmt.models.protocol import Tensors
 
 
@@ -66,7 +67,7 @@ class Ensemble(nn.Module):
         """log (1/M sum_m p_m(y_i | y_<i, x)) [B, V], the mean attention [B, S] (or None), every member's state."""
         log_probs, weights, new_state = [], [], {}
         for m, member in enumerate(self.members):
-            lp, a, s = member.step(prev, _part(enc, m), _part(state, m))
+            lp, a, s = member.step(prev, _part(enc, m) | shared(enc), _part(state, m))
             log_probs.append(lp.float())
             weights.append(a)
             new_state.update(_prefixed(s, m))

@@ -5,12 +5,12 @@ interface of ``nmt.models.protocol`` (``arch: rnn``)."""
 from __future__ import annotations
 
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from nmt.models.attention import build_attention
 from nmt.models.cpu_bf16 import project_rows
 from nmt.models.decoder import RecurrentDecoder
 from nmt.models.encoder import RecurrentEncoder
+from nmt.models.output import log_probs
 from nmt.models.protocol import Tensors
 from nmt.tokenizer import PAD
 
@@ -51,7 +51,7 @@ class RecurrentSeq2Seq(nn.Module):
     def step(self, prev: Tensor, enc: Tensors, state: Tensors) -> tuple[Tensor, Tensor | None, Tensors]:
         """Previous tokens [B] -> log p(y_i | y_<i, x) [B, V], attention [B, S] (or None), new state."""
         t, a, state = self.decoder.step(self.dropout(self.trg_embed(prev)), enc, state)
-        return F.log_softmax(self.output(self.dropout(t)), dim=-1), a, state
+        return log_probs(self.output, self.dropout(t), enc), a, state
 
     def forward(self, src: Tensor, src_mask: Tensor, trg_in: Tensor,
                 scored: Tensor | None = None) -> tuple[Tensor, Tensor | None]:

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from nmt.models.cpu_bf16 import project_rows
+from nmt.models.output import log_probs
 from nmt.models.protocol import Tensors
 from nmt.tokenizer import PAD
 
@@ -232,25 +233,23 @@ class TransformerSeq2Seq(nn.Module):
             state[f"k{i}"], state[f"v{i}"] = empty, empty
         return state
 
-    def decode(self, x: Tensor, enc: Tensors, state: Tensors | None,
-               scored: Tensor | None = None) -> tuple[Tensor, list[Tensor], Tensors]:
-        """Embedded targets -> logits (of the ``scored`` positions only, if given), each layer's cross-attention,
-        caches (``state`` None: all at once)."""
+    def decode(self, x: Tensor, enc: Tensors, state: Tensors | None) -> tuple[Tensor, list[Tensor], Tensors]:
+        """Embedded targets -> the last layer's normalised outputs, each layer's cross-attention, caches (``state``
+        None: all at once)."""
         mask, weights, caches = enc["mask"][:, None, None, :], [], {}
         for i, layer in enumerate(self.decoder):
             cache = None if state is None else (state[f"k{i}"], state[f"v{i}"])
             x, a, (caches[f"k{i}"], caches[f"v{i}"]) = layer(x, (enc[f"ck{i}"], enc[f"cv{i}"]), mask, cache)
             weights.append(a)
-        x = self.decoder_norm(x)
-        return (self.output(x) if scored is None else project_rows(self.output, x[scored])), weights, caches
+        return self.decoder_norm(x), weights, caches
 
     def step(self, prev: Tensor, enc: Tensors, state: Tensors) -> tuple[Tensor, Tensor, Tensors]:
         """Previous tokens [B] -> log p(y_i | y_<i, x) [B, V], cross-attention [B, S], new state."""
         pos = state["pos"]
         x = self.embed(self.trg_embed, prev[:, None], pos[:, None], state["k0"].size(2) + 1)
-        logits, weights, new_state = self.decode(x, enc, state)
+        x, weights, new_state = self.decode(x, enc, state)
         new_state["pos"] = pos + 1
-        return F.log_softmax(logits[:, 0], dim=-1), weights[-1][:, :, 0].mean(1), new_state
+        return log_probs(self.output, x[:, 0], enc), weights[-1][:, :, 0].mean(1), new_state
 
     def forward(self, src: Tensor, src_mask: Tensor, trg_in: Tensor, scored: Tensor | None = None,
                 return_all_attention: bool = False) -> tuple[Tensor, Tensor]:
@@ -262,5 +261,6 @@ class TransformerSeq2Seq(nn.Module):
         enc = self.encode(src, src_mask)
         length = trg_in.size(1)
         x = self.embed(self.trg_embed, trg_in, torch.arange(length, device=trg_in.device), length)
-        logits, weights, _ = self.decode(x, enc, None, scored)
+        x, weights, _ = self.decode(x, enc, None)
+        logits = self.output(x) if scored is None else project_rows(self.output, x[scored])
         return logits, torch.stack(weights, 1) if return_all_attention else weights[-1].mean(1)

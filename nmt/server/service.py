@@ -226,6 +226,14 @@ class Service:
         if values["no_repeat_ngram"] == 1 and min_length >= len(m.translator.trg_tok) - 1:
             raise ApiError(422, f"min_length {min_length} cannot be met without repeating a subword (the target "
                                 f"vocabulary has {len(m.translator.trg_tok)})")
+        if values["shortlist"]:
+            try:
+                widest = min(lexicon.table.size(1) for lexicon in m.translator.lexicons())
+            except NmtError as e:
+                raise ApiError(422, f"model {m.name} has no shortlist: {e}") from None
+            if values["shortlist"] > widest:
+                raise ApiError(422, f"shortlist {values['shortlist']} is over model {m.name}'s table of {widest} "
+                                    f"target subwords per source subword")
         return DecodeConfig.model_validate(values)  # each value is in its field's range: the request's schema says so
 
     def check_sentences(self, lines: list[str]) -> None:
