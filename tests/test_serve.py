@@ -205,7 +205,7 @@ def test_v1_translate_nbest_scores_pieces_and_alignment(client: TestClient, date
     assert body["model"] == "dates"
     assert body["settings"] == {"beam_size": 4, "alpha": 1.0, "nbest": 3, "max_len_a": 1.5, "max_len_b": 10,
                                 "min_length": 0, "no_repeat_ngram": 0, "sample": False, "temperature": 1.0,
-                                "top_k": 0, "top_p": 1.0, "seed": 0}
+                                "top_k": 0, "top_p": 1.0, "seed": 0, "shortlist": 0}
     first, blank, last = body["translations"]
     assert blank["text"] == "" and blank["nbest"] == [] and blank["attention"] is None
     for got, want in ((first, expected[0]), (last, expected[1])):
