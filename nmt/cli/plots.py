@@ -229,24 +229,31 @@ def _check_gradient_args(args: argparse.Namespace) -> None:
         raise NmtError("-t with --pairs is a file of translations of -i: give -i too")
 
 
-def _gradient_pairs(args: argparse.Namespace, translator: object, run: Path) -> tuple[list[str], list[str | None]]:
+def _gradient_pairs(args: argparse.Namespace, run: Path) -> tuple[list[str], list[str | None]]:
     """The source sentences to measure, and their given translations (None: the model's own)."""
     from nmt.textfile import read_lines, read_parallel
 
     if args.text is not None:
         return [" ".join(args.text.split())], [args.target]
-    if args.input is not None:
-        sources, targets = (read_parallel(args.input, Path(args.target)) if args.target
-                            else (read_lines(args.input), [None] * len(read_lines(args.input))))
+    targets: list[str | None]
+    if args.input is not None and args.target is not None:
+        sources, given = read_parallel(args.input, Path(args.target))
+        targets = list(given)
+    elif args.input is not None:
+        sources = read_lines(args.input)
+        targets = [None] * len(sources)
     else:
         from nmt import data
         from nmt.rundir import RunDir
 
         cfg = RunDir(run).config().data
-        sources, targets = data.as_lists(data.load_split(cfg, data.prepare(cfg, run), "dev"))
+        sources, dev = data.as_lists(data.load_split(cfg, data.prepare(cfg, run), "dev"))
+        targets = list(dev)
     if args.line is not None:
         if not 1 <= args.line <= len(sources):
             raise NmtError(f"{args.input} has {len(sources)} lines; --line {args.line} is out of range")
+        if not sources[args.line - 1].strip():
+            raise NmtError(f"nothing to measure: {args.input}:{args.line} is blank")
         return [sources[args.line - 1]], [targets[args.line - 1]]
     keep = [k for k, s in enumerate(sources) if s.strip()][: args.pairs]
     return [sources[k] for k in keep], [targets[k] for k in keep]
@@ -266,9 +273,9 @@ def run_gradients(args: argparse.Namespace) -> None:
     for k, run in enumerate(args.model):
         translator = Translator.from_run(run, checkpoints[k % len(checkpoints)], precision="fp32", device=device,
                                          beam_size=1, nbest=1, sample=False, fresh=args.init)
-        sources, targets = _gradient_pairs(args, translator, run)
-        own = iter(translator.translate([s for s, t in zip(sources, targets, strict=True) if t is None]))
-        targets = [t if t is not None else next(own).text for t in targets]
+        sources, given = _gradient_pairs(args, run)
+        own = iter(translator.translate([s for s, t in zip(sources, given, strict=True) if t is None]))
+        targets = [t if t is not None else next(own).text for t in given]
         ids = [(translator.src_tok.encode([s])[0][: translator.max_src_length], translator.trg_tok.encode([t])[0])
                for s, t in zip(sources, targets, strict=True)]
         if args.pairs is None:
