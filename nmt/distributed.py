@@ -24,6 +24,11 @@ def backend(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
 
 
+def launched() -> bool:
+    """Whether torchrun started this process (its WORLD_SIZE is set)."""
+    return "WORLD_SIZE" in os.environ
+
+
 def is_main_process() -> bool:
     """Whether this process is rank 0 (torchrun's RANK), or runs alone: the one that writes files and prints."""
     return os.environ.get("RANK", "0") == "0"

@@ -1,13 +1,16 @@
 """The translation API and streaming: one output line per input line, in order, whatever the input; answers as
 soon as a pipe pauses, large batches from a steady stream; precision and device."""
 
+import contextlib
 import io
 import logging
 import os
 import select
+import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -201,3 +204,101 @@ def test_samples_depend_on_the_seed_and_the_line_not_on_the_batch(dates_run: tup
     assert [score for _, score in alone.nbest] == pytest.approx([score for _, score in together[4].nbest], abs=1e-3)
     other = Translator.from_run(dates_run[0], seed=8, **hot).translate(sources)
     assert [t.nbest for t in other] != [t.nbest for t in together]
+
+
+# --- a corpus in parts, under torchrun ----------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def socket_port() -> Iterator[int]:
+    """A free local port for torchrun's rendezvous."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    yield port
+
+
+def _corpus(dates_run: tuple[Path, dict], tmp_path: Path, n: int = 50) -> Path:
+    lines = (dates_run[0] / "data" / "test.txt").read_text(encoding="utf-8").splitlines()[:n]
+    lines[5] = ""  # a blank line keeps its place
+    source = tmp_path / "corpus.txt"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return source
+
+
+def _torchrun(processes: int, args: list[str]) -> subprocess.CompletedProcess:
+    with socket_port() as port:
+        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
+                               "--master_port", str(port), "-m", "nmt", "translate", *args],
+                              capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def test_torchrun_translates_in_parts_as_one_process_does(dates_run: tuple[Path, dict], tmp_path: Path) -> None:
+    """Two gloo processes of one thread, parts of 7 lines: the translations and alignments of one plain process,
+    and, with n-best lists and their scores, the very bytes of one process translating the same parts (scores
+    differ in the fourth decimal between other batchings); the parts' folder removed."""
+    source = _corpus(dates_run, tmp_path)
+    common = ["-m", str(dates_run[0]), "-i", str(source), "--beam", "3", "--threads", "1"]
+    one = subprocess.run([sys.executable, "-m", "nmt", "translate", *common, "-o", str(tmp_path / "one.txt"),
+                          "--alignments", str(tmp_path / "one.align")], capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    two = _torchrun(2, [*common, "-o", str(tmp_path / "two.txt"), "--alignments", str(tmp_path / "two.align"),
+                        "--part-lines", "7"])
+    assert (tmp_path / "two.txt").read_text() == (tmp_path / "one.txt").read_text()
+    assert (tmp_path / "two.align").read_text() == (tmp_path / "one.align").read_text()
+    assert "joined 8 parts of 50 lines from 2 processes" in two.stderr
+    assert not (tmp_path / "two.txt.parts").exists()
+    nbest = [*common, "--nbest", "2", "--part-lines", "7"]
+    _torchrun(1, [*nbest, "-o", str(tmp_path / "nbest1.txt")])
+    _torchrun(2, [*nbest, "-o", str(tmp_path / "nbest2.txt")])
+    lines = (tmp_path / "nbest2.txt").read_text().splitlines()
+    assert (tmp_path / "nbest2.txt").read_bytes() == (tmp_path / "nbest1.txt").read_bytes()
+    assert len(lines) == 100 and lines[-1].startswith("49 ||| ") and lines[10] == "5 |||  ||| -inf"
+
+
+class Interrupted(Translator):
+    """A translator whose second batch is cut short, as a killed process would be."""
+
+    calls = 0
+
+    def translate(self, *args: object, **kwargs: object) -> list:
+        type(self).calls += 1
+        if type(self).calls == 2:
+            raise KeyboardInterrupt
+        return super().translate(*args, **kwargs)
+
+
+def test_parts_resume_where_a_run_stopped_and_refuse_another_input(dates_run: tuple[Path, dict], tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    from nmt.cli.parts import translate_parts
+
+    source = _corpus(dates_run, tmp_path, 30)
+    plain = Translator.from_run(dates_run[0])
+    translate_parts(plain, source, tmp_path / "whole.txt", None, 0, 1, 10)
+    cut = Interrupted.from_run(dates_run[0])
+    with pytest.raises(KeyboardInterrupt):
+        translate_parts(cut, source, tmp_path / "out.txt", None, 0, 1, 10)
+    assert sorted(p.name for p in (tmp_path / "out.txt.parts").iterdir()) == ["000000.txt", "run.json"]
+    caplog.set_level(logging.INFO)
+    translate_parts(cut, source, tmp_path / "out.txt", None, 0, 1, 10)
+    assert Interrupted.calls == 4  # the two parts left, not the one written before the stop
+    assert "part 1 of 3: already translated, skipped" in caplog.text
+    assert (tmp_path / "out.txt").read_text() == (tmp_path / "whole.txt").read_text()
+    with pytest.raises(KeyboardInterrupt):
+        Interrupted.calls = 1
+        translate_parts(cut, source, tmp_path / "again.txt", None, 0, 1, 10)
+    source.write_text("another input\n", encoding="utf-8")
+    with pytest.raises(NmtError, match=r"again.txt.parts holds parts of another translation .*: remove it"):
+        translate_parts(plain, source, tmp_path / "again.txt", None, 0, 1, 10)
+
+
+def test_torchrun_refuses_stdin_in_one_line(dates_run: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture) -> None:
+    from nmt.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SystemExit) as exit_:
+        main(["translate", "-m", str(dates_run[0])])
+    assert exit_.value.code == ("nmt translate: error: under torchrun nmt translate reads a file and writes one: give "
+                                "-i FILE and -o FILE (processes cannot share stdin and stdout)")

@@ -178,15 +178,16 @@ def _batched(lines: Iterable[str], size: int) -> Iterator[list[str]]:
 
 def translate_chunks(translator: Translator, chunks: Iterable[list[str]], out: TextIO, name: str,
                      progress: bool = True, nbest: int = 0, scores: bool = False,
-                     alignments: TextIO | None = None) -> int:
+                     alignments: TextIO | None = None, first: int = 0) -> int:
     """Translate chunks of lines, writing (and flushing) one output line per input line, in order, a chunk's
     lines before the next chunk is read. Blank lines give blank lines; ``alignments`` receives a Pharaoh line per
-    input line; ``progress`` draws a progress bar on stderr. Returns the number of lines translated.
+    input line; ``progress`` draws a progress bar on stderr; ``first`` is the input's line number of the first line
+    (0-based: for names, n-best numbering and sampling). Returns the number of lines translated.
 
     Ctrl-C stops with :class:`StreamInterrupted` after writing every line translated before it that follows
     the lines written (the longest in-order prefix); a failed write is a :class:`WriteError`.
     """
-    start, count = time.perf_counter(), 0
+    start, count = time.perf_counter(), first
     bar = tqdm(unit=" sent", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     ctrl_c = _CtrlC()
     with ctrl_c.installed():
@@ -214,16 +215,17 @@ def translate_chunks(translator: Translator, chunks: Iterable[list[str]], out: T
                 if interrupted:
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
-            raise StreamInterrupted(count) from None
+            raise StreamInterrupted(count - first) from None
         finally:
             bar.close()
     elapsed = time.perf_counter() - start
     device = translator.device
     memory = (f"; peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB"
               if device.type == "cuda" else "")
-    log.info("translated %d lines in %.1f s (%.1f sentences/s)%s", count, elapsed, count / max(elapsed, 1e-9),
+    done = count - first
+    log.info("translated %d lines in %.1f s (%.1f sentences/s)%s", done, elapsed, done / max(elapsed, 1e-9),
              memory)
-    return count
+    return done
 
 
 def translate_stream(translator: Translator, lines: Iterable[str], out: TextIO, name: str,

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from nmt import NmtError
+from nmt import NmtError, distributed
 from nmt.cli.options import (
     add_command,
     add_decode_flags,
@@ -20,6 +20,7 @@ from nmt.cli.options import (
     check_outputs,
     decode_settings,
     load_translator,
+    model_place,
     open_output,
 )
 
@@ -41,7 +42,13 @@ on the same data, as two seeds of one recipe have).
 
 n-best format (--nbest N): N lines per input line, 'LINE ||| TRANSLATION ||| LOG-PROBABILITY',
 LINE counting input lines from 0; a blank input line gives N lines with an empty translation.
-With --sample, the N lines are N samples."""
+With --sample, the N lines are N samples.
+
+Under torchrun (any number of processes and machines, -i and -o on a file system they share),
+the input is cut into parts of --part-lines lines; process r translates parts r, r + W, ...,
+each written whole into OUTPUT.parts/, and process 0 joins them in order into OUTPUT: the
+output of one process. Started again, it skips the parts already written. Each process uses
+the cores of its machine divided among its processes, unless --threads says otherwise."""
 
 EXAMPLES = [
     "nmt translate -m runs/dates -i test.txt -o test.hyp",
@@ -53,6 +60,7 @@ EXAMPLES = [
     "nmt translate -m runs/dates --device cuda --precision bf16 -i test.txt -o test.hyp",
     "nmt translate -m runs/dates --quantize int8 --threads 4 -i test.txt -o test.hyp",
     "nmt translate -m runs/dates            # interactive: one line in, one line out",
+    "torchrun --nproc_per_node=2 -m nmt translate -m runs/m30k -i corpus.de -o corpus.en   # 2 processes",
 ]
 
 
@@ -65,6 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scores", action="store_true", help="prefix each translation with its log-probability and a tab")
     p.add_argument("--alignments", type=Path, metavar="PATH",
                    help="also write word alignments from attention, Pharaoh format ('i-j'), a line per input line")
+    p.add_argument("--part-lines", type=int, default=1000, metavar="N",
+                   help="under torchrun: input lines per part, the unit a process translates and a rerun skips "
+                        "(default 1000)")
     add_model_options(p)
     add_decode_flags(p)
 
@@ -76,6 +87,9 @@ def run(args: argparse.Namespace) -> None:
     if args.input is not None:
         check_input(args.input)
     check_outputs(args.input, {"-o": args.output, "--alignments": args.alignments})
+    if distributed.launched():
+        _run_parts(args, options)
+        return
     translator = load_translator(args, **options)
     log.info("translating on %s in %s: %s", translator.device, translator.precision.name,
              translator.precision.reason)
@@ -96,3 +110,26 @@ def run(args: argparse.Namespace) -> None:
             if out is sys.stdout:  # what could not be written must not be written again at exit
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise
+
+
+def _run_parts(args: argparse.Namespace, options: dict[str, object]) -> None:
+    """``nmt translate`` as one of torchrun's processes (``nmt.cli.parts``)."""
+    import torch
+
+    from nmt.cli.parts import translate_parts
+    from nmt.hardware import usable_cores
+
+    if args.input is None or args.output is None:
+        raise NmtError("under torchrun nmt translate reads a file and writes one: give -i FILE and -o FILE "
+                       "(processes cannot share stdin and stdout)")
+    if args.part_lines < 1:
+        raise NmtError(f"--part-lines {args.part_lines}: must be at least 1")
+    device = model_place(args)
+    rank, world = distributed.setup(device)
+    if not args.threads:
+        torch.set_num_threads(max(1, usable_cores() // distributed.local_world_size(world)))
+    translator = load_translator(args, **options)
+    log.info("process %d of %d translating on %s, %d threads", rank + 1, world, device, torch.get_num_threads())
+    translate_parts(translator, args.input, args.output, args.alignments, rank, world, args.part_lines,
+                    args.nbest or 0, args.scores)
+    distributed.shutdown(synchronize=True)
