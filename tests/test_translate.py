@@ -235,26 +235,26 @@ def _torchrun(processes: int, args: list[str]) -> subprocess.CompletedProcess:
 
 
 def test_torchrun_translates_in_parts_as_one_process_does(dates_run: tuple[Path, dict], tmp_path: Path) -> None:
-    """Two gloo processes of one thread, parts of 7 lines: the translations and alignments of one plain process,
-    and, with n-best lists and their scores, the very bytes of one process translating the same parts (scores
-    differ in the fourth decimal between other batchings); the parts' folder removed."""
+    """Two gloo processes of one thread, parts of 7 lines, n-best lists and alignments: the very bytes one process
+    writes translating the same parts, the best hypotheses those of a plain translation of the whole file (scores
+    can differ in the fourth decimal between other batchings), and the parts' folder removed."""
+    from nmt.cli.parts import translate_parts
+
     source = _corpus(dates_run, tmp_path)
-    common = ["-m", str(dates_run[0]), "-i", str(source), "--beam", "3", "--threads", "1"]
-    one = subprocess.run([sys.executable, "-m", "nmt", "translate", *common, "-o", str(tmp_path / "one.txt"),
-                          "--alignments", str(tmp_path / "one.align")], capture_output=True, text=True, timeout=300)
-    assert one.returncode == 0, one.stderr
-    two = _torchrun(2, [*common, "-o", str(tmp_path / "two.txt"), "--alignments", str(tmp_path / "two.align"),
+    two = _torchrun(2, ["-m", str(dates_run[0]), "-i", str(source), "--beam", "3", "--nbest", "2", "--threads", "1",
+                        "-o", str(tmp_path / "two.txt"), "--alignments", str(tmp_path / "two.align"),
                         "--part-lines", "7"])
-    assert (tmp_path / "two.txt").read_text() == (tmp_path / "one.txt").read_text()
-    assert (tmp_path / "two.align").read_text() == (tmp_path / "one.align").read_text()
     assert "joined 8 parts of 50 lines from 2 processes" in two.stderr
     assert not (tmp_path / "two.txt.parts").exists()
-    nbest = [*common, "--nbest", "2", "--part-lines", "7"]
-    _torchrun(1, [*nbest, "-o", str(tmp_path / "nbest1.txt")])
-    _torchrun(2, [*nbest, "-o", str(tmp_path / "nbest2.txt")])
-    lines = (tmp_path / "nbest2.txt").read_text().splitlines()
-    assert (tmp_path / "nbest2.txt").read_bytes() == (tmp_path / "nbest1.txt").read_bytes()
+    translator = Translator.from_run(dates_run[0], beam_size=3, nbest=2)
+    translate_parts(translator, source, tmp_path / "one.txt", tmp_path / "one.align", 0, 1, 7, nbest=2)
+    assert (tmp_path / "two.txt").read_bytes() == (tmp_path / "one.txt").read_bytes()
+    assert (tmp_path / "two.align").read_bytes() == (tmp_path / "one.align").read_bytes()
+    lines = (tmp_path / "two.txt").read_text().splitlines()
     assert len(lines) == 100 and lines[-1].startswith("49 ||| ") and lines[10] == "5 |||  ||| -inf"
+    sources = source.read_text().splitlines()
+    plain = [t.text for t in translator.translate([s for s in sources if s])]
+    assert [line.split(" ||| ")[1] for line in lines[::2] if not line.startswith("5 |||")] == plain
 
 
 class Interrupted(Translator):
