@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from nmt import NmtError
-from nmt.batching import make_batch, token_batches
+from nmt.batching import pair_batches
 from nmt.textfile import read_lines
 
 if TYPE_CHECKING:
@@ -50,12 +50,8 @@ def force_decode(translator: Translator, src_ids: list[list[int]], trg_ids: list
     was_training = model.training
     model.eval()
     results: list[Tensor | None] = [None] * len(src_ids)
-    keep = [i for i, (s, t) in enumerate(zip(src_ids, trg_ids, strict=True)) if s and t]
-    batches = token_batches([len(src_ids[i]) for i in keep], [len(trg_ids[i]) for i in keep],
-                            translator.decode.batch_tokens)
-    for positions in batches:
-        indices = [keep[p] for p in positions]
-        batch = make_batch([src_ids[i] for i in indices], [trg_ids[i] for i in indices]).to(translator.device)
+    for indices, batch in pair_batches(src_ids, trg_ids, translator.decode.batch_tokens):
+        batch = batch.to(translator.device)
         kwargs = {"return_all_attention": True} if all_heads else {}
         _, attention = model(batch.src, batch.src_mask, batch.trg_in, **kwargs)
         if attention is None:

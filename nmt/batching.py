@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +44,16 @@ def make_batch(src: Sequence[Sequence[int]], trg: Sequence[Sequence[int]] | None
     if trg is None:
         return Batch(src_t, src_t != PAD)
     return Batch(src_t, src_t != PAD, pad([[BOS, *t] for t in trg]), pad([[*t, EOS] for t in trg]))
+
+
+def pair_batches(src_ids: Sequence[Sequence[int]], trg_ids: Sequence[Sequence[int]], max_tokens: int
+                 ) -> Iterator[tuple[list[int], Batch]]:
+    """Sentence pairs for teacher forcing (alignment, scoring), in length-sorted batches of at most ``max_tokens``
+    padded tokens: (the pairs' indices, their batch); pairs with a blank side are left out."""
+    keep = [i for i, (s, t) in enumerate(zip(src_ids, trg_ids, strict=True)) if s and t]
+    for positions in token_batches([len(src_ids[i]) for i in keep], [len(trg_ids[i]) for i in keep], max_tokens):
+        indices = [keep[p] for p in positions]
+        yield indices, make_batch([src_ids[i] for i in indices], [trg_ids[i] for i in indices])
 
 
 def token_batches(src_lengths: Sequence[int], trg_lengths: Sequence[int] | None, max_tokens: int,

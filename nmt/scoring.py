@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from nmt.batching import make_batch, token_batches
+from nmt.batching import pair_batches
 from nmt.tokenizer import PAD
 from nmt.translate import Translator
 
@@ -47,12 +47,9 @@ def score_pairs(translator: Translator, sources: list[str], targets: list[str]) 
     was_training = model.training
     model.eval()
     results: list[Scored | None] = [None] * len(sources)
-    keep = [i for i, (s, t) in enumerate(zip(src_ids, trg_ids, strict=True)) if s and t]
     try:
-        for positions in token_batches([len(src_ids[i]) for i in keep], [len(trg_ids[i]) for i in keep],
-                                       translator.decode.batch_tokens):
-            indices = [keep[p] for p in positions]
-            batch = make_batch([src_ids[i] for i in indices], [trg_ids[i] for i in indices]).to(device)
+        for indices, batch in pair_batches(src_ids, trg_ids, translator.decode.batch_tokens):
+            batch = batch.to(device)
             with translator.precision.autocast(device):
                 logits, _ = model(batch.src, batch.src_mask, batch.trg_in)
             chosen = F.log_softmax(logits.float(), -1).gather(2, batch.trg_out.unsqueeze(2)).squeeze(2)

@@ -408,6 +408,18 @@ def test_ctrl_c_writes_the_translated_prefix_and_exits_130(dates_run: tuple[Path
                       f"lines"]
 
 
+def _stream_stopped_after_the_first_chunk(run_dir: Path, kind: type[Translator]) -> None:
+    """Two chunks of 3 lines through a ``kind`` translator stop after the first, written whole."""
+    plain = Translator.from_run(run_dir)
+    translator = kind(plain.model, plain.src_tok, plain.trg_tok, plain.decode, plain.max_src_length)
+    sources = (run_dir / "data" / "test.txt").read_text(encoding="utf-8").splitlines()[:6]
+    out = io.StringIO()
+    with pytest.raises(StreamInterrupted) as stopped:
+        translate_chunks(translator, [sources[:3], sources[3:]], out, "input", progress=False)
+    assert stopped.value.lines == 3
+    assert out.getvalue().splitlines() == [t.text for t in plain.translate(sources[:3])]
+
+
 def test_ctrl_c_after_a_chunk_s_last_sentence_still_stops_the_stream(dates_run: tuple[Path, dict]) -> None:
     """Ctrl-C that lands after the search of a chunk's last sentence (PartialTranslation with every sentence done)
     writes the whole chunk and stops there, instead of being lost (it once let a run go on to the end, exit 0)."""
@@ -416,14 +428,7 @@ def test_ctrl_c_after_a_chunk_s_last_sentence_still_stops_the_stream(dates_run: 
                       ) -> list:
             raise PartialTranslation(super().translate(sentences, names, lines))
 
-    plain = Translator.from_run(dates_run[0])
-    translator = InterruptedAtTheEnd(plain.model, plain.src_tok, plain.trg_tok, plain.decode, plain.max_src_length)
-    sources = (dates_run[0] / "data" / "test.txt").read_text(encoding="utf-8").splitlines()[:6]
-    out = io.StringIO()
-    with pytest.raises(StreamInterrupted) as stopped:
-        translate_chunks(translator, [sources[:3], sources[3:]], out, "input", progress=False)
-    assert stopped.value.lines == 3
-    assert out.getvalue().splitlines() == [t.text for t in plain.translate(sources[:3])]
+    _stream_stopped_after_the_first_chunk(dates_run[0], InterruptedAtTheEnd)
 
 
 def test_ctrl_c_whose_exception_a_library_swallowed_still_stops_the_stream(dates_run: tuple[Path, dict]) -> None:
@@ -436,14 +441,7 @@ def test_ctrl_c_whose_exception_a_library_swallowed_still_stops_the_stream(dates
                 signal.raise_signal(signal.SIGINT)
             return super().translate(sentences, names, lines)
 
-    plain = Translator.from_run(dates_run[0])
-    translator = Swallowing(plain.model, plain.src_tok, plain.trg_tok, plain.decode, plain.max_src_length)
-    sources = (dates_run[0] / "data" / "test.txt").read_text(encoding="utf-8").splitlines()[:6]
-    out = io.StringIO()
-    with pytest.raises(StreamInterrupted) as stopped:
-        translate_chunks(translator, [sources[:3], sources[3:]], out, "input", progress=False)
-    assert stopped.value.lines == 3
-    assert out.getvalue().splitlines() == [t.text for t in plain.translate(sources[:3])]
+    _stream_stopped_after_the_first_chunk(dates_run[0], Swallowing)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
 
 

@@ -22,6 +22,7 @@ from nmt.cli.options import (
     deprecated,
     load_translator,
     open_output,
+    require,
 )
 
 log = logging.getLogger(__name__)
@@ -107,18 +108,11 @@ def _pair_options(p: argparse.ArgumentParser) -> None:
     add_output(p, "output file (default: stdout)")
 
 
-def _require(args: argparse.Namespace, *options: tuple[str, str]) -> None:
-    """One line for a required file option not given (old and new spellings share a destination)."""
-    for dest, flag in options:
-        if getattr(args, dest, None) is None:
-            raise NmtError(f"{flag} PATH is required")
-
-
 def run_evaluate(args: argparse.Namespace) -> None:
     from nmt.evaluate import score
     from nmt.textfile import read_lines, read_stream
 
-    _require(args, ("reference", "-r/--reference"))
+    require(args, ("reference", "-r/--reference"))
     refs = read_lines(args.reference)
     hyp = args.hypothesis
     hyps = read_lines(hyp) if hyp else read_stream(sys.stdin.buffer, "<stdin>")
@@ -136,7 +130,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
 def _read_pairs(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     from nmt.textfile import read_parallel
 
-    _require(args, ("input", "-i/--input"), ("target", "-t/--target"))
+    require(args, ("input", "-i/--input"), ("target", "-t/--target"))
     check_input(args.input)
     check_input(args.target, "-t")
     check_outputs(args.input, {"-o": args.output})
@@ -196,7 +190,7 @@ def run_align(args: argparse.Namespace) -> None:
 def run_evaluate_alignment(args: argparse.Namespace) -> None:
     from nmt.alignment import read_gold, read_pharaoh, score_alignments
 
-    _require(args, ("reference", "-r/--reference"), ("hypothesis", "--hypothesis"))
+    require(args, ("reference", "-r/--reference"), ("hypothesis", "--hypothesis"))
     predicted = [sure | possible for sure, possible in read_pharaoh(args.hypothesis)]
     gold = read_gold(args.reference, len(predicted))
     s = score_alignments(gold, predicted)

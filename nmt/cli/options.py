@@ -145,6 +145,14 @@ def decode_settings(args: argparse.Namespace) -> dict[str, object]:
     return settings
 
 
+def require(args: argparse.Namespace, *options: tuple[str, str]) -> None:
+    """One line for a required option not given, as (destination, flag) pairs: required by hand where an old
+    spelling shares the destination (argparse's ``required`` would refuse the old spelling)."""
+    for dest, flag in options:
+        if getattr(args, dest, None) is None:
+            raise NmtError(f"{flag} PATH is required")
+
+
 def add_output(p: argparse.ArgumentParser | argparse._ArgumentGroup, what: str, default: Path | None = None) -> None:
     """``-o PATH``: where the result goes."""
     p.add_argument("-o", "--output", type=Path, default=default, metavar="PATH", help=what)

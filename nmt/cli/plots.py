@@ -18,6 +18,7 @@ from nmt.cli.options import (
     deprecated,
     load_translator,
     model_place,
+    require,
     warn_deprecated,
 )
 
@@ -309,11 +310,9 @@ def run_length(args: argparse.Namespace) -> None:
 
     if args.hyps:
         warn_deprecated("translation files as positional arguments", "--hypothesis PATH")
-    hyps = [*(args.hypothesis or []), *args.hyps]
-    for option, value in (("-i/--input", args.input), ("-r/--reference", args.reference),
-                          ("--hypothesis", hyps or None)):
-        if value is None:
-            raise NmtError(f"{option} is required")
+    args.hypothesis = [*(args.hypothesis or []), *args.hyps] or None
+    require(args, ("input", "-i/--input"), ("reference", "-r/--reference"), ("hypothesis", "--hypothesis"))
+    hyps = args.hypothesis
     labels = args.labels.split(",") if args.labels else [h.parent.name or h.stem for h in hyps]
     if len(labels) != len(hyps):
         raise NmtError(f"{len(labels)} labels for {len(hyps)} hypothesis files")
