@@ -24,6 +24,7 @@ from nmt.decode_settings import check_decode, with_changes
 from nmt.hardware import Precision, int8_engine, resolve_device, resolve_precision
 from nmt.lexicon import Lexicon
 from nmt.models.builder import build_model
+from nmt.models.compiled import CompiledSteps, compiled
 from nmt.models.ensemble import Ensemble
 from nmt.rundir import RunDir
 from nmt.search import Hypothesis, NonFiniteScoresError, beam_search, greedy_search, max_output_lengths, sampler
@@ -208,6 +209,7 @@ class Translator:
         d = self.decode
         was_training = self.model.training
         self.model.eval()
+        model = compiled(self.model) if d.compile else self.model  # compiled: a new wrapper, torch's graphs reused
         results: list[list[Hypothesis]] = [[] for _ in src_ids]
         lines = range(len(src_ids)) if lines is None else lines
         copies = d.nbest if d.sample else 1  # the rows of a sentence in a batch: one per sample
@@ -221,14 +223,14 @@ class Translator:
                         pick = sampler(_uniforms([(lines[i], n) for i in indices for n in range(copies)],
                                                  max_lengths, d.seed).to(self.device), d.temperature, d.top_k,
                                        d.top_p)
-                        rows = greedy_search(self.model, batch.src, batch.src_mask, max_lengths, d.min_length,
+                        rows = greedy_search(model, batch.src, batch.src_mask, max_lengths, d.min_length,
                                              d.no_repeat_ngram, pick, shortlist)
                         nbest = [rows[k : k + copies] for k in range(0, len(rows), copies)]
                     elif d.beam_size == 1:
-                        nbest = [[h] for h in greedy_search(self.model, batch.src, batch.src_mask, max_lengths,
+                        nbest = [[h] for h in greedy_search(model, batch.src, batch.src_mask, max_lengths,
                                                             d.min_length, d.no_repeat_ngram, shortlist=shortlist)]
                     else:
-                        nbest = beam_search(self.model, batch.src, batch.src_mask, max_lengths, d.beam_size,
+                        nbest = beam_search(model, batch.src, batch.src_mask, max_lengths, d.beam_size,
                                             d.alpha, d.nbest, d.min_length, d.no_repeat_ngram, d.stop, shortlist)
                 for i, hyps in zip(indices, nbest, strict=True):
                     results[i] = hyps
@@ -239,6 +241,8 @@ class Translator:
             raise PartialTranslation(results) from None
         finally:
             self.model.train(was_training)
+        if isinstance(model, CompiledSteps):
+            model.report()
         return results
 
     @property
