@@ -9,7 +9,7 @@ __version__ = "0.2.0"  # the one source of the version: pyproject.toml reads it
 DISTRIBUTION = "nmt-attention"  # the name on the package index
 # the optional extras: each distribution with the module it installs
 EXTRAS = {"serve": {"fastapi": "fastapi", "uvicorn": "uvicorn", "python-multipart": "python_multipart"},
-          "tensorboard": {"tensorboard": "tensorboard"}}
+          "tensorboard": {"tensorboard": "tensorboard"}, "ctranslate2": {"ctranslate2": "ctranslate2"}}
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")  # the image formats of every plot, chosen by the file's suffix
 # nmt's log lines on stderr, for every command (`nmt train` sets the same through Hydra: conf/config.yaml)
 LOG_FORMAT, LOG_DATE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"

@@ -129,6 +129,7 @@ def format_report(info: dict[str, Any]) -> str:
         *((dist, version or "missing") for dist, version in info["packages"].items() if dist != "torch"),
         ("serve extra", extra("serve")),
         ("tensorboard extra", extra("tensorboard")),
+        ("ctranslate2 extra", extra("ctranslate2")),
         ("CPU", f"{cpu['model']} ({cpu['arch']}, {cpu['system']}), {cpu['cores']} cores usable, "
                 f"{cpu['torch_threads']} torch threads"),
         ("CPU flags", " ".join(cpu["flags"]) or "none of note"),

@@ -69,6 +69,17 @@ def dates_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return run_dir, result
 
 
+@pytest.fixture(scope="session")
+def transformer_dates_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small Transformer, 160 updates on 10,000 dates (about 13 s on one thread): half-trained (test exact match
+    near 40%), so that its searches meet close calls where a wrong weight would show."""
+    run_dir = tmp_path_factory.mktemp("transformer_dates_run")
+    train(compose_config(["model=transformer_small", "model.dropout=0.0", "train.max_epochs=2", "train.max_steps=160",
+                          "train.schedule=cosine", "train.warmup=30", "train.threads=1", "data.sizes.train=10000",
+                          "data.sizes.dev=100", "data.sizes.test=300", "train.test=false", "seed=1"]), run_dir)
+    return run_dir
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

@@ -1,5 +1,5 @@
-"""nmt without its optional extras (`serve`: fastapi, uvicorn, python-multipart; `tensorboard`): every command but
-`nmt serve` works, and `nmt serve` says in one line what to install."""
+"""nmt without its optional extras (`serve`: fastapi, uvicorn, python-multipart; `tensorboard`; `ctranslate2`): every
+command but `nmt serve` works, and `nmt serve` says in one line what to install."""
 
 import json
 import logging
@@ -12,7 +12,7 @@ import pytest
 from nmt.rundir import RunDir
 
 EXTRA_MODULES = ("fastapi", "starlette", "uvicorn", "python_multipart", "multipart", "tensorboard",
-                 "torch.utils.tensorboard")
+                 "torch.utils.tensorboard", "ctranslate2")
 # Python with the extras' modules made unimportable, then the `nmt` command with the arguments that follow
 WITHOUT_EXTRAS = f"import sys\nfor name in {EXTRA_MODULES!r}:\n    sys.modules[name] = None\n"
 NMT = WITHOUT_EXTRAS + "from nmt.cli import main\nmain()\n"
@@ -34,7 +34,7 @@ def test_serve_without_its_packages_is_one_line_naming_what_to_install(tmp_path:
 
 def test_every_other_command_works_without_the_extras(dates_run: tuple[Path, dict]) -> None:
     imported = subprocess.run([sys.executable, "-c", WITHOUT_EXTRAS + "import nmt, nmt.cli, nmt.translate, nmt.train, "
-                               "nmt.server.service, nmt.server.schemas, nmt.info"],
+                               "nmt.server.service, nmt.server.schemas, nmt.info, nmt.export, nmt.ct2"],
                               capture_output=True, text=True, timeout=120)
     assert imported.returncode == 0, imported.stderr
     for command in ("translate", "train", "serve", "info"):
@@ -45,7 +45,7 @@ def test_every_other_command_works_without_the_extras(dates_run: tuple[Path, dic
     info = without_extras("info", "--json")
     assert info.returncode == 0, info.stderr
     extras = json.loads(info.stdout)["extras"]
-    assert not extras["serve"]["installed"] and not extras["tensorboard"]["installed"]
+    assert not any(extras[name]["installed"] for name in ("serve", "tensorboard", "ctranslate2"))
 
 
 def test_training_logs_metrics_without_tensorboard(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,

@@ -30,8 +30,8 @@ def test_info_names_the_versions_the_cpu_and_the_chosen_precision(tmp_path: Path
     assert lines["nmt"].startswith(f"{nmt.__version__} (nmt-attention) at {Path(nmt.__file__).parent}")
     assert lines["torch"].startswith(torch.__version__)
     for name in ("python", "sentencepiece", "sacrebleu", "datasets", "hydra-core", "pydantic", "serve extra",
-                 "tensorboard extra", "CPU flags", "GPUs", "--quantize int8", "token cache", "hardware.json",
-                 "Multi30k data"):
+                 "tensorboard extra", "ctranslate2 extra", "CPU flags", "GPUs", "--quantize int8", "token cache",
+                 "hardware.json", "Multi30k data"):
         assert lines[name], name
     assert lines["CPU"].startswith(machine().cpu) and "cores usable" in lines["CPU"]
     for use in ("training", "decoding"):
@@ -49,7 +49,7 @@ def test_info_json_parses_and_has_every_key(tmp_path: Path) -> None:
     assert report["torch"]["version"] == torch.__version__
     assert report["torch"]["build"].split()[0] in ("CPU", "CUDA", "ROCm")
     assert set(report["packages"]) >= {"sentencepiece", "sacrebleu", "datasets", "hydra-core", "pydantic"}
-    assert set(report["extras"]) == {"serve", "tensorboard"}
+    assert set(report["extras"]) == {"serve", "tensorboard", "ctranslate2"}
     assert report["cpu"]["model"] == machine().cpu and report["cpu"]["cores"] >= 1
     assert len(report["gpus"]) == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
     for use in ("training", "decoding"):

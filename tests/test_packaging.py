@@ -52,7 +52,8 @@ def test_a_wheel_installs_with_its_configs_and_runs_from_any_folder(tmp_path: Pa
     assert {"serve", "tensorboard", "dev"} <= set(meta.get_all("Provides-Extra"))
     requires = meta.get_all("Requires-Dist")
     core = {re.match(r"[\w.-]+", r)[0] for r in requires if "extra ==" not in r}
-    extras = {"fastapi": "serve", "uvicorn": "serve", "python-multipart": "serve", "tensorboard": "tensorboard"}
+    extras = {"fastapi": "serve", "uvicorn": "serve", "python-multipart": "serve", "tensorboard": "tensorboard",
+              "ctranslate2": "ctranslate2"}
     assert "torch" in core and not core & set(extras), requires
     for package, extra in extras.items():
         assert any(r.startswith(package) and f'extra == "{extra}"' in r for r in requires), (package, requires)

@@ -1,6 +1,6 @@
 """The ``nmt`` command, one module per command or family: train, translate, plot-attention, plot-gradients,
-plot-metrics, plot-length, evaluate, score, align, evaluate-alignment, average, shortlist, serve, info, data,
-completion.
+plot-metrics, plot-length, evaluate, score, align, evaluate-alignment, average, shortlist, export, serve, info,
+data, completion.
 
 One grammar (``nmt.cli.options``): ``-m RUN`` names runs everywhere, ``-i``/``-o`` are always paths (``-i`` the
 source), ``-t`` given translations, ``-r`` references, ``--hypothesis`` system outputs, ``-h`` always help; the
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from nmt import LOG_DATE_FORMAT, LOG_FORMAT, NmtError, __version__
-from nmt.cli import average, environment, evaluate, plots, serve, shortlist, translate
+from nmt.cli import average, environment, evaluate, export, plots, serve, shortlist, translate
 from nmt.cli.options import warn_deprecated
 
 EXAMPLES = """\
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.register(sub)
     average.register(sub)
     shortlist.register(sub)
+    export.register(sub)
     serve.register(sub)
     environment.register(sub)
     return parser

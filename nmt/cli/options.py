@@ -66,10 +66,16 @@ def add_runs(p: argparse.ArgumentParser, several: bool = True, what: str = "", r
                                                 if several else "training run directory"))
 
 
-def add_model_options(p: argparse.ArgumentParser, checkpoint_help: str = "", quantize: bool = True) -> None:
+def add_model_options(p: argparse.ArgumentParser, checkpoint_help: str = "", quantize: bool = True,
+                      engine: bool = False) -> None:
     """Where and how a loaded model runs: ``--checkpoint``, ``--device``, ``--precision``, ``--quantize``,
-    ``--threads``."""
+    ``--threads`` (and ``--engine`` where another engine can run the model)."""
     g = p.add_argument_group("model")
+    if engine:
+        g.add_argument("--engine", choices=["nmt", "ctranslate2"], default="nmt",
+                       help="nmt (default), or ctranslate2: a Transformer exported by 'nmt export --format "
+                            "ctranslate2' (-m the run holding it in ctranslate2/, or the export's folder); beam and "
+                            "greedy search only, its length penalty is length^alpha (alpha 0 agrees with nmt)")
     g.add_argument("--checkpoint", action="append", metavar="NAME",
                    help=checkpoint_help or "checkpoint file in RUN (default: best.pt); with several runs once for "
                                            "all, or once per run in their order")
@@ -108,8 +114,22 @@ def load_translator(args: argparse.Namespace, **decode: Any) -> Any:
 
     device = model_place(args)
     runs = args.model if isinstance(args.model, list) else [args.model]
+    if getattr(args, "engine", "nmt") == "ctranslate2":
+        return _ctranslate2(args, runs, device, decode)
     return Translator.from_runs(runs, args.checkpoint or ["best.pt"], getattr(args, "quantize", None),
                                 args.precision, device, **decode)
+
+
+def _ctranslate2(args: argparse.Namespace, runs: list[Path], device: Any, decode: dict[str, Any]) -> Any:
+    """``--engine ctranslate2``: the exported Transformer of the one run; what it cannot do is one line."""
+    from nmt.ct2 import CTranslate2Translator
+
+    if len(runs) > 1:
+        raise NmtError("--engine ctranslate2 translates with one model: an ensemble needs nmt's own engine")
+    if args.checkpoint:
+        raise NmtError("--engine ctranslate2 runs the exported checkpoint: choose it with 'nmt export --checkpoint'")
+    return CTranslate2Translator.load(runs[0], getattr(args, "quantize", None), args.precision, device, args.threads,
+                                      attention=getattr(args, "alignments", None) is not None, **decode)
 
 
 def add_decode_flags(p: argparse.ArgumentParser, exclude: Sequence[str] = ()) -> None:

@@ -59,6 +59,7 @@ EXAMPLES = [
     "nmt translate -m runs/m30k --sample --top-p 0.9 --nbest 4 --seed 1 -i test.de   # 4 samples per line",
     "nmt translate -m runs/dates --device cuda --precision bf16 -i test.txt -o test.hyp",
     "nmt translate -m runs/dates --quantize int8 --threads 4 -i test.txt -o test.hyp",
+    "nmt translate -m runs/m30k_tf --engine ctranslate2 --beam 5 -i test.de -o test.hyp   # after nmt export",
     "nmt translate -m runs/dates            # interactive: one line in, one line out",
     "torchrun --nproc_per_node=2 -m nmt translate -m runs/m30k -i corpus.de -o corpus.en   # 2 processes",
 ]
@@ -76,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--part-lines", type=int, default=1000, metavar="N",
                    help="under torchrun: input lines per part, the unit a process translates and a rerun skips "
                         "(default 1000)")
-    add_model_options(p)
+    add_model_options(p, engine=True)
     add_decode_flags(p)
 
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -51,6 +52,9 @@ from nmt.server.schemas import (
     TranslateResponse,
 )
 from nmt.server.service import ApiError, ServedModel, ServerSettings, Service, clean, sentence_result
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("nmt.server.app.access")
@@ -116,6 +120,27 @@ class BodyLimit:
         await self.app(scope, receive_limited, send)
 
 
+class WorkerHeaders:
+    """ASGI middleware: every response names the worker process that answered it (``X-NMT-Worker``: its index,
+    ``X-NMT-PID``: its process id)."""
+
+    def __init__(self, app: ASGIApp, worker: int) -> None:
+        self.app = app
+        self.headers = [(b"x-nmt-worker", str(worker).encode()), (b"x-nmt-pid", str(os.getpid()).encode())]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_named(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.headers]}
+            await send(message)
+
+        await self.app(scope, receive, send_named)
+
+
 def _request_body(model: type[BaseModel], form: bool) -> dict[str, Any]:
     """OpenAPI ``requestBody`` of an endpoint that parses its body itself (to read invalid UTF-8 as nmt does)."""
     schema = model.model_json_schema()
@@ -172,9 +197,11 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def create_app(models: list[ServedModel], settings: ServerSettings | None = None) -> FastAPI:
+def create_app(models: list[ServedModel], settings: ServerSettings | None = None,
+               worker: int | None = None) -> FastAPI:
     """The ASGI app serving ``models`` (the first is the default); workers start and models warm up in its
-    lifespan (``with TestClient(app)``, or uvicorn)."""
+    lifespan (``with TestClient(app)``, or uvicorn). ``worker``: this process's index among several serving one
+    port, which ``/health`` and a header of every response give with the process id (None: the only one)."""
     settings = settings or ServerSettings()
     service = Service(models, settings)
 
@@ -195,8 +222,10 @@ def create_app(models: list[ServedModel], settings: ServerSettings | None = None
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type", "Authorization", "X-API-Key"])
     app.add_middleware(AccessLog)
+    if worker is not None:
+        app.add_middleware(WorkerHeaders, worker=worker)
     _error_handlers(app)
-    _reading_routes(app, service, settings)
+    _reading_routes(app, service, settings, worker)
     _translation_routes(app, service)
     return app
 
@@ -220,7 +249,7 @@ def _error_handlers(app: FastAPI) -> None:
         return _error(500, "internal server error (the server's log has the details)")
 
 
-def _reading_routes(app: FastAPI, service: Service, settings: ServerSettings) -> None:
+def _reading_routes(app: FastAPI, service: Service, settings: ServerSettings, worker: int | None) -> None:
     """The page and what describes the server: health, languages, models, limits."""
 
     @app.get("/", include_in_schema=False)
@@ -231,9 +260,11 @@ def _reading_routes(app: FastAPI, service: Service, settings: ServerSettings) ->
 
     @app.get("/health", response_model=Health, responses={503: {"model": Health}})
     async def health() -> JSONResponse:
-        """'ready' (200) once the models are warmed up, else 'starting' or 'draining' (503)."""
-        body = Health(status=service.status, models=list(service.models), api_key_required=bool(settings.api_keys))
-        return JSONResponse(body.model_dump(), status_code=200 if service.status == "ready" else 503)
+        """'ready' (200) once the models are warmed up, else 'starting' or 'draining' (503); with several
+        worker processes, the index and process id of the one that answered."""
+        body = Health(status=service.status, models=list(service.models), api_key_required=bool(settings.api_keys),
+                      worker=worker, pid=os.getpid() if worker is not None else None)
+        return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if service.status == "ready" else 503)
 
     @app.get("/languages", response_model=list[Language])
     async def languages() -> list[Language]:
@@ -293,7 +324,8 @@ def _translation_routes(app: FastAPI, service: Service) -> None:
         heads = body.attention and m.attention == "heads"
         outputs = await service.translate(m, [clean(s) for s in body.sentences], search, heads, body.gradients)
         return TranslateResponse(model=m.name, settings=search.model_dump(include=set(SEARCH_SETTINGS)),
-                                 translations=[sentence_result(o, body.attention) for o in outputs])
+                                 translations=[sentence_result(o, body.attention, m.engine == "nmt")
+                                               for o in outputs])
 
 
 def _libre_response(body: LibreTranslateRequest, lines: list[list[str]], outputs: list) -> LibreTranslateResponse:
@@ -315,15 +347,21 @@ def _libre_response(body: LibreTranslateRequest, lines: list[list[str]], outputs
     return LibreTranslateResponse(translatedText=translated, alternatives=alternatives if body.alternatives else None)
 
 
-def serve(app: FastAPI, host: str, port: int, graceful_timeout: float) -> None:
-    """Run ``app`` on uvicorn until SIGINT or SIGTERM; on either, in-flight requests finish first (for at most
+def uvicorn_config(app: FastAPI, graceful_timeout: float, host: str = "127.0.0.1", port: int = 8000) -> uvicorn.Config:
+    """uvicorn's settings for ``app``: on SIGINT or SIGTERM, in-flight requests finish first (for at most
     ``graceful_timeout`` seconds), then the workers stop. Logging stays as configured (stderr); uvicorn's own
     access log is off (``AccessLog`` writes one that records no text)."""
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=max(1, round(graceful_timeout)))
-    uvicorn.Server(config).run()
+    return uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
+                          timeout_graceful_shutdown=max(1, round(graceful_timeout)))
+
+
+def serve(app: FastAPI, host: str, port: int, graceful_timeout: float) -> None:
+    """Run ``app`` on uvicorn at ``host:port`` until SIGINT or SIGTERM (see ``uvicorn_config``)."""
+    import uvicorn
+
+    uvicorn.Server(uvicorn_config(app, graceful_timeout, host, port)).run()
 
 
 def read_api_keys(path: Path) -> frozenset[str]:
@@ -338,16 +376,24 @@ def read_api_keys(path: Path) -> frozenset[str]:
     return keys
 
 
-def check_port(host: str, port: int) -> None:
-    """Refuse, in one line and before the models load, an address this process cannot listen on."""
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (it listens once a server runs on it); an address this process cannot
+    listen on is refused in one line."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as e:
         raise NmtError(f"--host {host}: {e.strerror}") from None
     family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as s:
+    s = socket.socket(family, kind, proto)
+    try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(address)
-        except OSError as e:
-            raise NmtError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+        s.bind(address)
+    except OSError as e:
+        s.close()
+        raise NmtError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    return s
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse, in one line and before the models load, an address this process cannot listen on."""
+    bind_socket(host, port).close()

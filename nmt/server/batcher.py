@@ -7,7 +7,7 @@ or after its own previous batch ended, whichever is later (so that the clients j
 ``batch_tokens`` padded source subwords are queued), and translates up to ``batch_tokens`` of them, oldest first, in
 one batch through ``Translator.translate`` (which sorts them by length). All workers share one compute lock, so one
 batch runs at a time and each uses all of torch's threads. Search is batch-invariant: a sentence gets the same
-translation alone or in any batch.
+translation alone or in any batch (with CTranslate2, except where its length limit, one per batch, binds).
 """
 
 from __future__ import annotations
@@ -19,15 +19,19 @@ import time
 from collections import deque
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 from torch import Tensor
 
 from nmt.alignment import force_decode
 from nmt.config import DecodeConfig
+from nmt.ct2 import CTranslate2Translator
 from nmt.gradients import gradient_map
 from nmt.translate import Translation, Translator
 
 log = logging.getLogger(__name__)
+
+AnyTranslator: TypeAlias = Translator | CTranslate2Translator  # nmt's engine, or CTranslate2 (no heads, gradients)
 
 
 @dataclass
@@ -66,7 +70,7 @@ class MicroBatcher:
     waits (one-request-at-a-time serving, for comparison).
     """
 
-    def __init__(self, translator: Translator, compute_lock: threading.Lock, batch_tokens: int, max_wait: float,
+    def __init__(self, translator: AnyTranslator, compute_lock: threading.Lock, batch_tokens: int, max_wait: float,
                  max_queue: int, merge: bool = True, name: str = "model") -> None:
         self.translator, self.compute_lock, self.name = translator, compute_lock, name
         self.batch_tokens, self.max_wait, self.max_queue, self.merge = batch_tokens, max_wait, max_queue, merge
@@ -74,7 +78,7 @@ class MicroBatcher:
         self._cond = threading.Condition()
         self._stopping = False
         self._free_since = 0.0  # when the last batch ended: the clients it answered may send again at once
-        self._translators: dict[DecodeConfig, Translator] = {}
+        self._translators: dict[DecodeConfig, AnyTranslator] = {}
         self._thread = threading.Thread(target=self._run, name=f"batcher-{name}", daemon=True)
         self.batches = self.sentences = self.requests = self.rejected = 0
 
@@ -111,7 +115,7 @@ class MicroBatcher:
             return {"batches": self.batches, "sentences": self.sentences, "requests": self.requests,
                     "rejected": self.rejected, "queued": len(self._queue)}
 
-    def translator_for(self, settings: DecodeConfig) -> Translator:
+    def translator_for(self, settings: DecodeConfig) -> AnyTranslator:
         """The model's translator with these decoding settings (sharing its model and tokenizers)."""
         if settings not in self._translators:
             if len(self._translators) >= 64:  # requests choose the settings: keep the cache bounded
@@ -193,14 +197,8 @@ class MicroBatcher:
             translations = translator.translate([job.sentences[i] for job, i in batch],
                                                 lines=[i for _, i in batch])  # samples: by position in the request
             outputs = [Output(t) for t in translations]
-            wanted = [k for k, (job, _) in enumerate(batch) if job.heads]
-            if wanted:
-                self._add_heads(translator, [outputs[k] for k in wanted])
-            for k, (job, _) in enumerate(batch):
-                if job.gradients:
-                    t = outputs[k].translation
-                    outputs[k].gradients = gradient_map(translator.model, translator.src_tok.ids(t.src_pieces),
-                                                        translator.trg_tok.ids(t.trg_pieces))
+            if isinstance(translator, Translator):  # the service asks CTranslate2 for neither
+                self._add_heads_and_gradients(translator, batch, outputs)
         except Exception as e:
             log.exception("%s: a batch of %d sentences failed", self.name, len(batch))
             for job in {id(job): job for job, _ in batch}.values():
@@ -219,12 +217,20 @@ class MicroBatcher:
             self._finish(job)
 
     @staticmethod
-    def _add_heads(translator: Translator, outputs: list[Output]) -> None:
-        """Per-layer, per-head attention of the translations (forced decoding, as ``nmt plot-attention``)."""
-        src = [translator.src_tok.ids(o.translation.src_pieces) for o in outputs]
-        trg = [translator.trg_tok.ids(o.translation.trg_pieces) for o in outputs]
-        for output, heads in zip(outputs, force_decode(translator, src, trg, all_heads=True), strict=True):
-            output.heads = heads
+    def _add_heads_and_gradients(translator: Translator, batch: list[tuple[_Job, int]], outputs: list[Output]) -> None:
+        """For the requests that asked: per-layer, per-head attention of the translations (forced decoding, as
+        ``nmt plot-attention``) and gradient flow maps."""
+        wanted = [outputs[k] for k, (job, _) in enumerate(batch) if job.heads]
+        if wanted:
+            src = [translator.src_tok.ids(o.translation.src_pieces) for o in wanted]
+            trg = [translator.trg_tok.ids(o.translation.trg_pieces) for o in wanted]
+            for output, heads in zip(wanted, force_decode(translator, src, trg, all_heads=True), strict=True):
+                output.heads = heads
+        for (job, _), output in zip(batch, outputs, strict=True):
+            if job.gradients:
+                t = output.translation
+                output.gradients = gradient_map(translator.model, translator.src_tok.ids(t.src_pieces),
+                                                translator.trg_tok.ids(t.trg_pieces))
 
     @staticmethod
     def _finish(job: _Job, error: Exception | None = None) -> None:

@@ -102,7 +102,8 @@ class SentenceResult(BaseModel):
 
     text: str
     score: float = Field(description="log-probability of the translation")
-    token_scores: list[float] = Field(description="log-probability of each target piece, EOS last")
+    token_scores: list[float] | None = Field(description="log-probability of each target piece, EOS last; null from "
+                                                     "a model served with --engine ctranslate2, which gives none")
     nbest: list[Scored]
     src_pieces: list[str]
     trg_pieces: list[str]
@@ -149,6 +150,8 @@ class ModelInfo(BaseModel):
     checkpoint: str
     design: str
     arch: str
+    engine: str = Field("nmt", description="what translates: 'nmt', or 'ctranslate2' (the run's CTranslate2 export: "
+                                           "no per-head attention, gradients, sampling, shortlists or token scores)")
     parameters: int
     source: str
     target: str
@@ -181,8 +184,12 @@ class Limits(BaseModel):
 
 
 class Health(BaseModel):
-    """'ready' once every model is loaded and warmed up; 'draining' while shutting down."""
+    """'ready' once every model is loaded and warmed up; 'draining' while shutting down; with several worker
+    processes (``nmt serve --workers N``), which one answered."""
 
     status: str
     models: list[str]
     api_key_required: bool
+    worker: int | None = Field(None, description="with --workers N > 1: the index (1 to N) of the worker process "
+                                                 "that answered; absent with one")
+    pid: int | None = Field(None, description="with --workers N > 1: that worker's process id; absent with one")

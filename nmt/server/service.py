@@ -10,23 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import math
 import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
+from torch import nn
 
 from nmt import NmtError
 from nmt.alignment import has_heads
 from nmt.config import LOWER_IS_BETTER, DecodeConfig, RunConfig, TransformerConfig
-from nmt.models.builder import count_parameters
+from nmt.ct2 import CTranslate2Translator
+from nmt.export import SETTINGS
+from nmt.models.builder import build_model, count_parameters
 from nmt.rundir import RunDir
-from nmt.server.batcher import MicroBatcher, Output, QueueFull
+from nmt.server.batcher import AnyTranslator, MicroBatcher, Output, QueueFull
 from nmt.server.schemas import Language, Limits, ModelInfo, Scored, SentenceResult
 from nmt.translate import Translator
 from nmt.words import word_ids, words
@@ -36,6 +41,8 @@ log = logging.getLogger(__name__)
 WARM_UP = "Wednesday, 25 November 2026"  # any text warms a model up
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 SURROGATE = re.compile("[\ud800-\udfff]")
+ENGINES = ("nmt", "ctranslate2")
+EXPORTED_CHECKPOINT = "--engine ctranslate2 runs the exported checkpoint: choose it with 'nmt export --checkpoint'"
 LANGUAGE_NAMES = {"ar": "Arabic", "cs": "Czech", "de": "German", "en": "English", "es": "Spanish", "fi": "Finnish",
                   "fr": "French", "it": "Italian", "ja": "Japanese", "nl": "Dutch", "pl": "Polish",
                   "pt": "Portuguese", "ro": "Romanian", "ru": "Russian", "tr": "Turkish", "uk": "Ukrainian",
@@ -62,11 +69,12 @@ class ServerSettings:
 
 @dataclass
 class ServedModel:
-    """A loaded run, under the name the API knows it by."""
+    """A loaded run, under the name the API knows it by, translated by nmt's engine or by CTranslate2 (its
+    export)."""
 
     name: str
     run_dir: Path
-    translator: Translator
+    translator: AnyTranslator
     config: RunConfig
     checkpoint: str = RunDir.BEST
     quantize: str | None = None
@@ -79,6 +87,20 @@ class ServedModel:
     @property
     def target(self) -> str:
         return self.config.data.trg_lang
+
+    @property
+    def engine(self) -> str:
+        return "ctranslate2" if isinstance(self.translator, CTranslate2Translator) else "nmt"
+
+    @cached_property
+    def parameters(self) -> int:
+        """The model's parameters; for CTranslate2, those of the run's model built without weights (the export
+        holds the same)."""
+        if isinstance(self.translator, CTranslate2Translator):
+            with torch.device("meta"):  # shapes only, no memory
+                model = build_model(self.config.model, len(self.translator.src_tok), len(self.translator.trg_tok))
+            return count_parameters(cast(nn.Module, model))  # every Seq2Seq is a module
+        return count_parameters(self.translator.model)
 
 
 def model_specs(specs: list[str]) -> list[tuple[str, Path]]:
@@ -98,12 +120,26 @@ def model_specs(specs: list[str]) -> list[tuple[str, Path]]:
 
 
 def load_model(name: str, run_dir: str | Path, checkpoint: str = RunDir.BEST, quantize: str | None = None,
-               precision: str = "fp32", device: torch.device | str = "cpu", **decode: Any) -> ServedModel:
-    """Load a run as ``nmt translate`` does (``decode`` overrides the run's decoding settings, e.g. beam_size)."""
+               precision: str = "fp32", device: torch.device | str = "cpu", engine: str = "nmt", threads: int = 0,
+               **decode: Any) -> ServedModel:
+    """Load a run as ``nmt translate`` does (``decode`` overrides the run's decoding settings, e.g. beam_size).
+    ``engine`` "ctranslate2": the run's export (``nmt export --format ctranslate2``, in the run's ``ctranslate2/``)
+    on ``threads`` CPU threads (0: torch's), returning attention for alignments; its checkpoint is the exported
+    one."""
     run_dir = Path(run_dir)
-    translator = Translator.from_run(run_dir, checkpoint_name=checkpoint, quantize=quantize, precision=precision,
-                                     device=device, **decode)
-    return ServedModel(name, run_dir, translator, RunDir(run_dir).config(), checkpoint, quantize)
+    config = RunDir(run_dir).config()
+    if engine == "nmt":
+        translator: AnyTranslator = Translator.from_run(run_dir, checkpoint_name=checkpoint, quantize=quantize,
+                                                        precision=precision, device=device, **decode)
+    elif engine == "ctranslate2":
+        if checkpoint != RunDir.BEST:
+            raise NmtError(EXPORTED_CHECKPOINT)
+        ct2 = CTranslate2Translator.load(run_dir, quantize, precision, device, threads, attention=True, **decode)
+        checkpoint = json.loads((ct2.folder / SETTINGS).read_text(encoding="utf-8"))["checkpoint"]
+        translator = ct2
+    else:
+        raise ValueError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
+    return ServedModel(name, run_dir, translator, config, checkpoint, quantize)
 
 
 def run_scores(run_dir: Path, metric: str) -> dict[str, dict[str, float | int]]:
@@ -159,7 +195,8 @@ class Service:
         for m in self.models.values():
             with self.compute_lock:
                 t = m.translator.translate([WARM_UP])[0]
-            m.attention = "heads" if has_heads(m.translator) else "single" if t.attention is not None else "none"
+            heads = isinstance(m.translator, Translator) and has_heads(m.translator)
+            m.attention = "heads" if heads else "single" if t.attention is not None else "none"
         for b in self.batchers.values():
             b.start()
         self.status = "ready"
@@ -226,7 +263,12 @@ class Service:
         if values["no_repeat_ngram"] == 1 and min_length >= len(m.translator.trg_tok) - 1:
             raise ApiError(422, f"min_length {min_length} cannot be met without repeating a subword (the target "
                                 f"vocabulary has {len(m.translator.trg_tok)})")
-        if values["shortlist"]:
+        if isinstance(m.translator, CTranslate2Translator):
+            for key, what in (("sample", "does not sample as nmt does"), ("shortlist", "has no shortlists")):
+                if values[key]:
+                    raise ApiError(422, f"{key}: model {m.name} runs on CTranslate2 (--engine ctranslate2), which "
+                                        f"{what}: serve the run with nmt's own engine for {key}")
+        elif values["shortlist"]:
             try:
                 widest = min(lexicon.table.size(1) for lexicon in m.translator.lexicons())
             except NmtError as e:
@@ -250,6 +292,9 @@ class Service:
                         heads: bool = False, gradients: bool = False) -> list[Output | None]:
         """Translate cleaned sentences through the model's micro-batcher; a blank sentence gives None. ``heads``
         adds a Transformer's per-head attention, ``gradients`` the gradient flow map of each translation."""
+        if gradients and m.engine == "ctranslate2":
+            raise ApiError(400, f"gradients: model {m.name} runs on CTranslate2 (--engine ctranslate2), which has "
+                                f"no backward pass: serve the run with nmt's own engine for gradients")
         if gradients and m.quantize:
             raise ApiError(400, f"model {m.name} is quantized to {m.quantize}: it has no backward pass, so no "
                                 f"gradients (serve it without --quantize)")
@@ -286,7 +331,7 @@ class Service:
         transformer = cfg.model if m.attention == "heads" and isinstance(cfg.model, TransformerConfig) else None
         return ModelInfo(
             name=m.name, run=str(m.run_dir), checkpoint=m.checkpoint, design=cfg.model.name,
-            arch=cfg.model.arch, parameters=count_parameters(m.translator.model), source=m.source,
+            arch=cfg.model.arch, engine=m.engine, parameters=m.parameters, source=m.source,
             target=m.target, max_length=m.translator.max_src_length,
             device=str(m.translator.device), precision=m.translator.precision.name, quantize=m.quantize,
             attention=m.attention, layers=transformer.num_layers if transformer else None,
@@ -309,14 +354,17 @@ def _matrix(t: torch.Tensor) -> list:
     return t.double().round(decimals=5).tolist()
 
 
-def sentence_result(output: Output | None, attention: bool) -> SentenceResult:
-    """The API's view of a translated sentence (a blank one for None)."""
+def sentence_result(output: Output | None, attention: bool, token_scores: bool = True) -> SentenceResult:
+    """The API's view of a translated sentence (a blank one for None); without ``token_scores`` (an engine that
+    gives none) they are null."""
     if output is None:
-        return SentenceResult(text="", score=0.0, token_scores=[], nbest=[], src_pieces=[], trg_pieces=[],
-                              src_words=[], trg_words=[], src_word_ids=[], trg_word_ids=[], alignment="")
+        return SentenceResult(text="", score=0.0, token_scores=[] if token_scores else None, nbest=[], src_pieces=[],
+                              trg_pieces=[], src_words=[], trg_words=[], src_word_ids=[], trg_word_ids=[],
+                              alignment="")
     t = output.translation
     return SentenceResult(
-        text=t.text, score=t.score, token_scores=t.token_scores, nbest=[Scored(text=x, score=s) for x, s in t.nbest],
+        text=t.text, score=t.score, token_scores=t.token_scores if token_scores else None,
+        nbest=[Scored(text=x, score=s) for x, s in t.nbest],
         src_pieces=t.src_pieces, trg_pieces=t.trg_pieces, src_words=words(t.src_pieces),
         trg_words=words(t.trg_pieces), src_word_ids=word_ids(t.src_pieces), trg_word_ids=word_ids(t.trg_pieces),
         alignment=t.alignment,

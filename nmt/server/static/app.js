@@ -116,7 +116,11 @@ function modelChanged() {
   const scores = Object.entries(m.scores || {}).map(([split, s]) =>
     `${split} ${"bleu" in s ? `BLEU ${s.bleu.toFixed(2)}` : ""}`.trim()).join(", ");
   $("model-info").textContent = `${m.arch}, ${m.parameters.toLocaleString()} parameters` +
-    (scores ? `; ${scores}` : "");
+    (m.engine === "ctranslate2" ? ", on CTranslate2" : "") + (scores ? `; ${scores}` : "");
+  // The server refuses gradients where the model has no backward pass.
+  const noGradients = m.engine === "ctranslate2" || Boolean(m.quantize);
+  $("show-gradients").disabled = noGradients;
+  if (noGradients) $("show-gradients").checked = false;
 }
 
 // "42 / 1,000 characters" for the longest line (and the lines, when there are several), with data-level "near" from
