@@ -60,18 +60,11 @@ def _counting() -> tuple[Callable[..., Any], list[int]]:
     return backend, graphs
 
 
-@pytest.mark.parametrize("beam", [1, 3])
 @pytest.mark.parametrize("design", DESIGNS)
-def test_compiled_steps_search_as_the_eager_model(design: str, beam: int) -> None:
-    model = DESIGNS[design]()
-    sources = [*SOURCES, *SOURCES[:2]]
-    _assert_same(_search(CompiledSteps(model, "eager"), sources, beam), _search(model, sources, beam), tol=1e-6)
-
-
-@pytest.mark.parametrize("design", DESIGNS)
-def test_shrinking_and_new_batch_sizes_compile_no_new_graph(design: str) -> None:
-    """After one greedy and one beam search, batches of other sizes (beam search's shrinking as sentences finish,
-    down to one sentence) reuse the graphs: the sizes are symbols of them."""
+def test_compiled_steps_search_as_the_eager_model_and_new_sizes_compile_no_new_graph(design: str) -> None:
+    """Traced steps (run as traced, no C++) give the eager model's greedy and beam search outputs; after one greedy
+    and one beam search, batches of other sizes (beam search's shrinking as sentences finish, down to one sentence)
+    reuse the graphs: the sizes are symbols of them."""
     model = DESIGNS[design]()
     backend, graphs = _counting()
     for beam in (1, 3):
