@@ -14,7 +14,6 @@ has the measurement). What differs:
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,16 +24,13 @@ from nmt import NmtError
 from nmt.batching import token_batches
 from nmt.config import DecodeConfig
 from nmt.decode_settings import check_decode, with_changes
-from nmt.export import SETTINGS, ctranslate2_module
+from nmt.export import EXPORT_FOLDER, SETTINGS, ctranslate2_module
 from nmt.hardware import Precision
 from nmt.rundir import RunDir
 from nmt.tokenizer import EOS, Tokenizer
-from nmt.translate import Translation
+from nmt.translate import Translation, source_ids
 from nmt.words import pharaoh
 
-log = logging.getLogger(__name__)
-
-EXPORT_FOLDER = "ctranslate2"  # where `nmt export --format ctranslate2 -m RUN` writes by default
 COMPUTE_TYPES = {(None, "fp32"): "float32", (None, "auto"): "float32", (None, "bf16"): "bfloat16",
                  ("int8", "fp32"): "int8_float32", ("int8", "auto"): "int8_float32", ("int8", "bf16"): "int8_bfloat16"}
 
@@ -56,8 +52,9 @@ class CTranslate2Translator:
 
     def __init__(self, folder: str | Path, decode: DecodeConfig, max_src_length: int, quantize: str | None = None,
                  precision: str = "fp32", device: torch.device | str = "cpu", threads: int = 0,
-                 attention: bool = False) -> None:
+                 attention: bool = False, checkpoint_name: str = "") -> None:
         self.folder, self.decode, self.max_src_length = Path(folder), decode, max_src_length
+        self.checkpoint_name = checkpoint_name  # the run's checkpoint the export was written from
         self.src_tok = Tokenizer(self.folder / "source.model")
         self.trg_tok = Tokenizer(self.folder / "target.model")
         self.attention = attention  # return attention (for alignments): slower
@@ -87,19 +84,15 @@ class CTranslate2Translator:
             raise NmtError("--engine ctranslate2 has no shortlist of nmt's: use nmt's own engine for --shortlist")
         if chosen.compile:
             raise NmtError("--engine ctranslate2 runs its own kernels: --compile is for nmt's own engine")
-        return cls(folder, chosen, settings["max_length"], quantize, precision, device, threads, attention)
+        return cls(folder, chosen, settings["max_length"], quantize, precision, device, threads, attention,
+                   settings["checkpoint"])
 
     def translate(self, sentences: list[str], names: list[str] | None = None,
                   lines: Sequence[int] | None = None) -> list[Translation]:
         """Translate detokenized sentences (``lines`` is accepted for the interface: CTranslate2 does not sample
         here); over-long ones are truncated with a warning naming them, as nmt's own engine does."""
         d = self.decode
-        src_ids = self.src_tok.encode(sentences)
-        for i, ids in enumerate(src_ids):
-            if len(ids) > self.max_src_length:
-                log.warning("%s: %d subwords, truncated to the model's limit of %d",
-                            names[i] if names else f"sentence {i + 1}", len(ids), self.max_src_length)
-                src_ids[i] = ids[: self.max_src_length]
+        src_ids = source_ids(self.src_tok, sentences, self.max_src_length, names)
         results: list[Translation | None] = [None] * len(src_ids)
         for indices in token_batches([len(s) for s in src_ids], None, d.batch_tokens):
             batch = [self.src_tok.pieces(src_ids[i]) for i in indices]

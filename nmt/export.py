@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ctranslate2.specs import TransformerSpec
 
 FORMATS = ("ctranslate2",)
+EXPORT_FOLDER = "ctranslate2"  # where `nmt export --format ctranslate2 -m RUN` writes by default, in the run
 SETTINGS = "nmt.json"  # beside CTranslate2's files: where the model came from, its decoding settings
 LAYER_NORM_EPSILON = 1e-5  # torch.nn.LayerNorm's default, which every LayerNorm of ours uses
 SINUSOID_ROWS = 1024  # positions written for a sinusoidal table (CTranslate2 truncates inputs at 1024 tokens)

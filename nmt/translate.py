@@ -175,13 +175,7 @@ class Translator:
 
         Ctrl-C raises :class:`PartialTranslation` with the sentences translated so far (None for the others).
         """
-        src_ids = self.src_tok.encode(sentences)
-        for i, ids in enumerate(src_ids):
-            if len(ids) > self.max_src_length:
-                where = names[i] if names else f"sentence {i + 1}"
-                log.warning("%s: %d subwords, truncated to the model's limit of %d", where, len(ids),
-                            self.max_src_length)
-                src_ids[i] = ids[: self.max_src_length]
+        src_ids = source_ids(self.src_tok, sentences, self.max_src_length, names)
         try:
             searched = self.search(src_ids, lines)
         except PartialTranslation as e:
@@ -248,6 +242,19 @@ class Translator:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+
+def source_ids(tok: Tokenizer, sentences: list[str], max_length: int, names: list[str] | None = None
+               ) -> list[list[int]]:
+    """The subword ids of detokenized sentences; one longer than ``max_length`` is truncated to it, with a warning
+    naming it (``names``, e.g. 'file:line', else its position)."""
+    src_ids = tok.encode(sentences)
+    for i, ids in enumerate(src_ids):
+        if len(ids) > max_length:
+            where = names[i] if names else f"sentence {i + 1}"
+            log.warning("%s: %d subwords, truncated to the model's limit of %d", where, len(ids), max_length)
+            src_ids[i] = ids[:max_length]
+    return src_ids
 
 
 def _uniforms(rows: list[tuple[int, int]], max_lengths: Tensor, seed: int) -> Tensor:

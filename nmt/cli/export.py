@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from nmt.export import export_ctranslate2
+    from nmt.export import EXPORT_FOLDER, export_ctranslate2
 
-    out = export_ctranslate2(args.model, args.output or args.model / "ctranslate2", args.checkpoint, args.force)
+    out = export_ctranslate2(args.model, args.output or args.model / EXPORT_FOLDER, args.checkpoint, args.force)
     print(f"exported {args.model / args.checkpoint} -> {out}")

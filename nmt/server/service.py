@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import math
 import re
@@ -28,7 +27,6 @@ from nmt import NmtError
 from nmt.alignment import has_heads
 from nmt.config import LOWER_IS_BETTER, DecodeConfig, RunConfig, TransformerConfig
 from nmt.ct2 import CTranslate2Translator
-from nmt.export import SETTINGS
 from nmt.models.builder import build_model, count_parameters
 from nmt.rundir import RunDir
 from nmt.server.batcher import AnyTranslator, MicroBatcher, Output, QueueFull
@@ -134,9 +132,9 @@ def load_model(name: str, run_dir: str | Path, checkpoint: str = RunDir.BEST, qu
     elif engine == "ctranslate2":
         if checkpoint != RunDir.BEST:
             raise NmtError(EXPORTED_CHECKPOINT)
-        ct2 = CTranslate2Translator.load(run_dir, quantize, precision, device, threads, attention=True, **decode)
-        checkpoint = json.loads((ct2.folder / SETTINGS).read_text(encoding="utf-8"))["checkpoint"]
-        translator = ct2
+        translator = CTranslate2Translator.load(run_dir, quantize, precision, device, threads, attention=True,
+                                                **decode)
+        checkpoint = translator.checkpoint_name
     else:
         raise ValueError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
     return ServedModel(name, run_dir, translator, config, checkpoint, quantize)
